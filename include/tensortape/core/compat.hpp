@@ -1,0 +1,107 @@
+#pragma once
+// The one place that includes xtensor, xtl and xsimd. Upstream renamed headers between xtensor
+// 0.24 and 0.26 and functions between xsimd 8 and 11; keeping every include and every name we
+// use from them here means a move to newer versions touches this file alone.
+
+#include <xsimd/xsimd.hpp>
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xarray.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+
+namespace tensortape::simd {
+
+template <class T>
+using batch = xsimd::batch<T>;
+
+// Lanes of the widest batch the target flags allow; 1 where T has no SIMD type.
+template <class T>
+inline constexpr std::size_t width = xsimd::batch<T>::size;
+
+// Code written once for a batch and for the scalar tail of a row takes B = batch<T> or B = T.
+template <class B>
+struct scalar_of {
+    using type = B;
+};
+template <class T>
+struct scalar_of<batch<T>> {
+    using type = T;
+};
+template <class B>
+using scalar_t = typename scalar_of<B>::type;
+
+template <class B>
+inline constexpr bool is_batch = !std::is_same_v<B, scalar_t<B>>;
+
+// A constant of the element type of B, as a B.
+template <class B>
+B c(double v) {
+    return B(static_cast<scalar_t<B>>(v));
+}
+
+template <class B>
+B load(const scalar_t<B>* p) {
+    if constexpr (is_batch<B>) return batch<scalar_t<B>>::load_unaligned(p);
+    else return *p;
+}
+template <class B>
+void store(scalar_t<B>* p, const B& v) {
+    if constexpr (is_batch<B>) v.store_unaligned(p);
+    else *p = v;
+}
+
+template <class T>
+T reduce_add(const batch<T>& v) { return xsimd::hadd(v); }
+// xsimd 8 has no horizontal max/min; these run once per row, so a spill is cheap enough.
+template <class T>
+T reduce_max(const batch<T>& v) {
+    alignas(64) T lanes[width<T>];
+    v.store_aligned(lanes);
+    return *std::max_element(lanes, lanes + width<T>);
+}
+template <class T>
+T reduce_min(const batch<T>& v) {
+    alignas(64) T lanes[width<T>];
+    v.store_aligned(lanes);
+    return *std::min_element(lanes, lanes + width<T>);
+}
+
+// Math used by the elementwise functors. Every function takes a scalar T or a batch<T>, so one
+// functor body serves the vector loop and its scalar tail (and, later, device code).
+using xsimd::abs;
+using xsimd::erf;
+using xsimd::exp;
+using xsimd::fma;
+using xsimd::log;
+using xsimd::log1p;
+using xsimd::pow;
+using xsimd::sqrt;
+using xsimd::tanh;
+
+template <class T>
+T max(T a, T b) { return a > b ? a : b; }
+template <class T>
+batch<T> max(const batch<T>& a, const batch<T>& b) { return xsimd::max(a, b); }
+template <class T>
+T min(T a, T b) { return a < b ? a : b; }
+template <class T>
+batch<T> min(const batch<T>& a, const batch<T>& b) { return xsimd::min(a, b); }
+
+template <class T>
+T select(bool c, T a, T b) { return c ? a : b; }
+template <class T>
+batch<T> select(const xsimd::batch_bool<T>& c, const batch<T>& a, const batch<T>& b) {
+    return xsimd::select(c, a, b);
+}
+
+// 1 where the condition holds, else 0, in the value type: lets a comparison feed arithmetic.
+template <class T>
+T mask(bool c) { return c ? T(1) : T(0); }
+template <class T>
+batch<T> mask(const xsimd::batch_bool<T>& c) { return xsimd::select(c, batch<T>(T(1)), batch<T>(T(0))); }
+
+}  // namespace tensortape::simd

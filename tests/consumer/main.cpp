@@ -1,0 +1,3 @@
+#include <tensortape/tensortape.hpp>
+
+int main() { return 0; }

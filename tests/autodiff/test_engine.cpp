@@ -106,8 +106,7 @@ TEST_CASE("engine: 100,000 forward+backward steps keep memory flat") {
         b.zero_grad();
         auto loss = tt::cross_entropy(tt::relu(tt::matmul(x, w) + b), labels);
         tt::backward(loss);
-        tt::NoGradGuard guard;
-        w.mutable_value().assign(tt::Var<float>(w - 0.01f * tt::constant(w.grad())).value());
+        tt::update(w, w - 0.01f * tt::constant(w.grad()));
     };
     for (int i = 0; i < 100; ++i) step();
     const auto warm = tt::allocator_stats();
@@ -116,4 +115,16 @@ TEST_CASE("engine: 100,000 forward+backward steps keep memory flat") {
     CHECK(end.system_allocs == warm.system_allocs);
     CHECK(end.bytes_in_use == warm.bytes_in_use);
     CHECK(end.peak_bytes == warm.peak_bytes);
+}
+
+TEST_CASE("engine: update() writes an expression into a Var in place") {
+    auto w = tt::param(tt::full<double>({4}, 1.0));
+    const double* before = w.value().data();
+    tt::backward(tt::sum(tt::square(w)));
+    tt::update(w, w - 0.25 * tt::constant(w.grad()));
+    CHECK(w.value().data() == before);  // no new storage
+    CHECK(w.value()(3) == 0.5);
+    CHECK_THROWS_WITH_AS(tt::update(w, tt::constant(tt::zeros<double>({3}))), doctest::Contains("update: expression of shape [3]"),
+                         tt::shape_error);
+    CHECK(w.value()(0) == 0.5);  // a refused update leaves the value as it was
 }

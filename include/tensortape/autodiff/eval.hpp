@@ -20,6 +20,9 @@ namespace tensortape {
 
 namespace detail {
 
+// Gradients at least this large are written with streaming stores.
+inline constexpr std::int64_t stream_bytes = std::int64_t(16) << 20;
+
 // Operand 0 is the output (or its gradient); operands 1.. are the leaves in visiting order.
 template <Expression E>
 auto expression_layout(E& e, const Shape& out) {
@@ -142,6 +145,8 @@ void run_backward(BackwardContext& ctx, E& e, const Shape& out_shape, Adjoint ad
     // later one adds. Leaves no gradient reaches (under a mask) stay at skip.
     bool reduces = false;  // some gradient sums over broadcast axes: threads would race on it
     e.visit_leaves([](auto& leaf) { leaf.mode = GradMode::skip; });
+    std::vector<const NodeBase*> writers;
+    e.visit_grad_leaves([&](auto& leaf) { writers.push_back(&leaf.var.node()); });
     e.visit_grad_leaves([&](auto& leaf) {
         if (!leaf.var.requires_grad()) return;
         auto& node = leaf.var.node();
@@ -152,6 +157,10 @@ void run_backward(BackwardContext& ctx, E& e, const Shape& out_shape, Adjoint ad
         const bool broadcast = L.broadcasts(leaf.operand);
         if (slot.fresh && broadcast) slot.tensor->fill(T(0));
         leaf.mode = slot.fresh && !broadcast ? GradMode::assign : GradMode::add;
+        // Past the last-level cache a gradient would be evicted before anyone reads it anyway;
+        // but not when a second occurrence of the same input reads it back right away.
+        leaf.stream = leaf.mode == GradMode::assign && std::count(writers.begin(), writers.end(), &node) == 1 &&
+                      slot.tensor->numel() * static_cast<std::int64_t>(sizeof(T)) >= stream_bytes;
         leaf.gbase = slot.tensor->data();
         reduces = reduces || broadcast;
     });
@@ -177,6 +186,7 @@ void run_backward(BackwardContext& ctx, E& e, const Shape& out_shape, Adjoint ad
             }
             end_row(kx);
         }
+        simd::stream_fence();
     });
 }
 
@@ -235,6 +245,21 @@ auto eval(X&& x) {
             return make_result<T>(std::move(out), std::move(fn));
         }
     }
+}
+
+// Overwrites v's value with the expression, in place and unrecorded: the fused, allocation-free
+// form of an optimizer step, `update(w, w - lr * constant(w.grad()))`. Each element is read before
+// it is written, so the expression may read v itself. Bumps v's version: a graph that saw the old
+// value refuses to run backward.
+template <Floating T, Operand X>
+    requires std::same_as<operand_value_t<X>, T>
+void update(Var<T>& v, X&& x) {
+    auto e = as_expr<T>(std::forward<X>(x));
+    if (e.shape() != v.shape())
+        fail<shape_error>("update", "expression of shape ", e.shape(), " for a Var of shape ", v.shape());
+    Tensor<T>& dst = v.mutable_value();
+    if (!dst.is_contiguous()) dst = dst.clone();
+    detail::run_forward(e, dst.data());
 }
 
 template <Floating T>

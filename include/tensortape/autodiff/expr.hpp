@@ -81,6 +81,8 @@ struct Leaf {
     T* gptr = nullptr;
     bool inner_broadcast = false;  // the value repeats along the row
     GradMode mode = GradMode::skip;
+    bool stream = false;           // assign the gradient with cache-bypassing stores
+    bool stream_row = false;       // ... and this row's start allows it
     simd::batch<T> gacc = simd::batch<T>(T(0));
     T gacc_tail = T(0);
 
@@ -107,6 +109,7 @@ struct Leaf {
         inner_broadcast = broadcast_inner;
         if (mode != GradMode::skip) {
             gptr = gbase + offset;
+            stream_row = stream && reinterpret_cast<std::uintptr_t>(gptr) % alignment == 0;
             gacc = simd::batch<T>(T(0));
             gacc_tail = T(0);
         }
@@ -125,7 +128,8 @@ struct Leaf {
             if constexpr (is_batch<B>) gacc += adj;
             else gacc_tail += adj;
         } else if (mode == GradMode::assign) {
-            store<B>(gptr + j, adj);
+            if (stream_row) simd::stream<B>(gptr + j, adj);
+            else store<B>(gptr + j, adj);
         } else {
             store<B>(gptr + j, load<B>(gptr + j) + adj);
         }

@@ -105,8 +105,6 @@ double run_sum(const E& e) {
     const auto L = expression_layout(proto, proto.shape());
     const auto plan = cpu::plan_chunks(L.rows, L.cols, W);
     std::vector<double> partial(static_cast<std::size_t>(plan.count), 0.0);
-    std::int64_t next = 0;
-    (void)next;
     cpu::for_each_chunk(plan, true, [&](cpu::Chunk c) {
         E k = proto;
         double total = 0.0;

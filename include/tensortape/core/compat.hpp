@@ -71,6 +71,29 @@ void stream(scalar_t<B>* p, const B& v) {
         v.store_aligned(p);
     }
 }
+// The first `count` lanes (0 < count <= width) of a batch, to or from memory; the rest of the
+// memory is not touched. Masked on AVX-512, lane by lane elsewhere.
+template <class T>
+void store_partial(T* p, const batch<T>& v, std::size_t count) {
+#if defined(__AVX512F__)
+    if constexpr (width<T> * sizeof(T) == 64 && std::is_same_v<T, float>) return _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1), v);
+    if constexpr (width<T> * sizeof(T) == 64 && std::is_same_v<T, double>) return _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << count) - 1), v);
+#endif
+    alignas(64) T lanes[width<T>];
+    v.store_aligned(lanes);
+    for (std::size_t i = 0; i < count; ++i) p[i] = lanes[i];
+}
+template <class T>
+batch<T> load_partial(const T* p, std::size_t count) {
+#if defined(__AVX512F__)
+    if constexpr (width<T> * sizeof(T) == 64 && std::is_same_v<T, float>) return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), p);
+    if constexpr (width<T> * sizeof(T) == 64 && std::is_same_v<T, double>) return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << count) - 1), p);
+#endif
+    alignas(64) T lanes[width<T>] = {};
+    for (std::size_t i = 0; i < count; ++i) lanes[i] = p[i];
+    return batch<T>::load_aligned(lanes);
+}
+
 inline void stream_fence() {
 #if defined(__SSE__)
     _mm_sfence();

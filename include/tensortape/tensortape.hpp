@@ -21,3 +21,5 @@
 #include <tensortape/ops/reduce.hpp>
 #include <tensortape/ops/shape.hpp>
 #include <tensortape/ops/softmax.hpp>
+#include <tensortape/ops/conv.hpp>
+#include <tensortape/ops/pool.hpp>

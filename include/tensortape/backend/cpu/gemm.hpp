@@ -20,6 +20,11 @@
 #include <cstdint>
 #include <cstring>
 
+#ifndef TENSORTAPE_GEMM_MR
+#define TENSORTAPE_GEMM_MR 8
+#define TENSORTAPE_GEMM_NV 3
+#endif
+
 namespace tensortape::cpu {
 
 enum class Activation : std::uint8_t { none, relu };
@@ -33,15 +38,15 @@ struct Epilogue {
     bool empty() const { return !row_bias && !col_bias && activation == Activation::none; }
 };
 
-template <class T, int Vectors = 2>
+template <class T, int Vectors = (simd::width<T> * sizeof(T) >= 64 ? TENSORTAPE_GEMM_NV : 2)>
 struct GemmShape {
     static constexpr int W = static_cast<int>(simd::width<T>);
     static constexpr int NV = Vectors;                             // vectors per tile row
     static constexpr int NR = NV * W;                              // tile columns
-    static constexpr int MR = W * sizeof(T) >= 64 ? 12 : 6;        // tile rows
-    static constexpr std::int64_t KC = 256;                        // depth of a packed block
-    static constexpr std::int64_t MC = MR * 16;                    // rows of a packed A block
-    static constexpr std::int64_t NC = NR * 128;                   // columns of a packed B block
+    static constexpr int MR = W * sizeof(T) >= 64 ? TENSORTAPE_GEMM_MR : 6;        // tile rows
+    static constexpr std::int64_t KC = 384;                        // most depth of a packed block
+    static constexpr std::int64_t MC = MR * 24;                    // rows of a packed A block
+    static constexpr std::int64_t NC = NR * 96;                    // columns of a packed B block
 };
 
 namespace gemm_detail {
@@ -170,15 +175,17 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
     const int threads = parallel ? num_threads() : 1;
 
     const std::int64_t nc_max = std::min<std::int64_t>(S::NC, (n + S::NR - 1) / S::NR * S::NR);
-    const std::int64_t kc_max = std::min<std::int64_t>(S::KC, k);
+    // Depth blocks of equal size: 288 = 144 + 144, not 256 + 32 (a thin block wastes a C pass).
+    const std::int64_t kblocks = (k + S::KC - 1) / S::KC;
+    const std::int64_t kc_max = (k + kblocks - 1) / kblocks;
     const std::size_t bbytes = static_cast<std::size_t>(nc_max * kc_max) * sizeof(T);
     T* bpack = static_cast<T*>(allocate_bytes(bbytes));
 
     for (std::int64_t jc = 0; jc < n; jc += S::NC) {
         const std::int64_t nc = std::min<std::int64_t>(S::NC, n - jc);
         const std::int64_t slivers = (nc + S::NR - 1) / S::NR;
-        for (std::int64_t pc = 0; pc < k; pc += S::KC) {
-            const std::int64_t kc = std::min<std::int64_t>(S::KC, k - pc);
+        for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+            const std::int64_t kc = std::min<std::int64_t>(kc_max, k - pc);
             const T beta_block = pc == 0 ? beta : T(1);
             const bool last = pc + kc >= k;
             auto pack_range = [&](std::int64_t s0, std::int64_t s1) {
@@ -246,7 +253,7 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
     const gemm_detail::Operand<T> A{a, lda, trans_a}, B{b, ldb, trans_b};
     // A narrow C (a classifier layer's 10 outputs) gets a one-vector-wide tile, not a padded two.
     if (n <= static_cast<std::int64_t>(simd::width<T>)) gemm_detail::gemm_impl<T, 1>(A, B, m, n, k, alpha, beta, c, ldc, epi);
-    else gemm_detail::gemm_impl<T, 2>(A, B, m, n, k, alpha, beta, c, ldc, epi);
+    else gemm_detail::gemm_impl<T, GemmShape<T>::NV>(A, B, m, n, k, alpha, beta, c, ldc, epi);
 }
 
 }  // namespace tensortape::cpu

@@ -1,0 +1,189 @@
+#pragma once
+// 2-D convolution, NCHW, by im2col + GEMM. Forward: each image's patches are unrolled into a
+// [C*KH*KW, OH*OW] matrix in per-thread scratch and one GEMM writes the image's output in place,
+// with bias and activation fused into its epilogue. Backward: images are taken in groups whose
+// patches sit side by side in one [C*KH*KW, G*OH*OW] matrix, so one GEMM per group does the work
+// of G small ones (for the weight gradient, a long depth instead of G short ones). Threads take
+// whole images or groups. The group size depends on the layer's sizes only and the weight
+// gradient's per-group partial sums are added in group order, so results do not depend on the
+// thread count.
+
+#include <tensortape/backend/cpu/gemm.hpp>
+#include <tensortape/backend/cpu/thread_pool.hpp>
+#include <tensortape/core/allocator.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace tensortape::cpu {
+
+struct ConvGeometry {
+    std::int64_t n, c, h, w;      // input
+    std::int64_t co, kh, kw;      // weights
+    std::int64_t sh, sw, ph, pw, dh, dw;
+    std::int64_t oh, ow;          // output
+
+    std::int64_t patch() const { return c * kh * kw; }
+    std::int64_t pixels() const { return oh * ow; }
+    // Images per backward group: the group's im2col matrix stays near 2 MiB (a core's L2 here),
+    // and a batch makes at least 8 groups for the threads to share.
+    std::int64_t group() const {
+        const std::int64_t fit = (std::int64_t(1) << 19) / std::max<std::int64_t>(1, patch() * pixels());
+        return std::clamp<std::int64_t>(fit, 1, std::max<std::int64_t>(1, (n + 7) / 8));
+    }
+    std::int64_t groups() const { return (n + group() - 1) / group(); }
+};
+
+// Output positions ow in [lo, hi) read input column ow * s - p + off inside [0, w).
+inline void valid_range(std::int64_t out, std::int64_t s, std::int64_t p, std::int64_t off, std::int64_t in, std::int64_t& lo,
+                        std::int64_t& hi) {
+    // smallest o with o*s - p + off >= 0, and first o with o*s - p + off >= in
+    const std::int64_t a = p - off;
+    lo = a <= 0 ? 0 : (a + s - 1) / s;
+    const std::int64_t b = in + p - off;
+    hi = b <= 0 ? 0 : (b + s - 1) / s;
+    lo = std::min(lo, out);
+    hi = std::clamp(hi, lo, out);
+}
+
+// cols[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw], 0 outside;
+// rows of cols are ld apart.
+template <class T>
+void im2col(const T* x, const ConvGeometry& g, T* cols, std::int64_t ld) {
+    for (std::int64_t c = 0; c < g.c; ++c)
+        for (std::int64_t i = 0; i < g.kh; ++i)
+            for (std::int64_t j = 0; j < g.kw; ++j) {
+                T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
+                std::int64_t x0, x1;
+                valid_range(g.ow, g.sw, g.pw, j * g.dw, g.w, x0, x1);
+                for (std::int64_t oy = 0; oy < g.oh; ++oy) {
+                    T* out = row + oy * g.ow;
+                    const std::int64_t iy = oy * g.sh - g.ph + i * g.dh;
+                    if (iy < 0 || iy >= g.h) {
+                        std::fill_n(out, g.ow, T(0));
+                        continue;
+                    }
+                    const T* in = x + (c * g.h + iy) * g.w - g.pw + j * g.dw;
+                    std::fill_n(out, x0, T(0));
+                    if (g.sw == 1) std::memcpy(out + x0, in + x0, static_cast<std::size_t>(x1 - x0) * sizeof(T));
+                    else
+                        for (std::int64_t ox = x0; ox < x1; ++ox) out[ox] = in[ox * g.sw];
+                    std::fill(out + x1, out + g.ow, T(0));
+                }
+            }
+}
+
+// The adjoint of im2col: adds each column entry back to the input position it was read from.
+template <class T>
+void col2im_add(const T* cols, std::int64_t ld, const ConvGeometry& g, T* dx) {
+    for (std::int64_t c = 0; c < g.c; ++c)
+        for (std::int64_t i = 0; i < g.kh; ++i)
+            for (std::int64_t j = 0; j < g.kw; ++j) {
+                const T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
+                std::int64_t x0, x1;
+                valid_range(g.ow, g.sw, g.pw, j * g.dw, g.w, x0, x1);
+                for (std::int64_t oy = 0; oy < g.oh; ++oy) {
+                    const std::int64_t iy = oy * g.sh - g.ph + i * g.dh;
+                    if (iy < 0 || iy >= g.h) continue;
+                    T* out = dx + (c * g.h + iy) * g.w - g.pw + j * g.dw;
+                    const T* in = row + oy * g.ow;
+                    for (std::int64_t ox = x0; ox < x1; ++ox) out[ox * g.sw] += in[ox];
+                }
+            }
+}
+
+// Sum of n contiguous values, vectorised (a scalar running sum is bound by the add latency).
+template <class T>
+T sum(const T* p, std::int64_t n) {
+    using B = simd::batch<T>;
+    constexpr std::int64_t W = simd::width<T>;
+    B a0(T(0)), a1(T(0));
+    std::int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        a0 += B::load_unaligned(p + i);
+        a1 += B::load_unaligned(p + i + W);
+    }
+    if (i + W <= n) {
+        a0 += B::load_unaligned(p + i);
+        i += W;
+    }
+    T s = simd::reduce_add(a0 + a1);
+    for (; i < n; ++i) s += p[i];
+    return s;
+}
+
+// A per-thread scratch block for one image's im2col matrix.
+template <class T>
+struct Scratch {
+    std::size_t bytes;
+    T* p;
+    explicit Scratch(std::int64_t count) : bytes(static_cast<std::size_t>(count) * sizeof(T)), p(static_cast<T*>(allocate_bytes(bytes))) {}
+    ~Scratch() { deallocate_bytes(p, bytes); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+// The images [n0, n1) of a group.
+inline void group_range(const ConvGeometry& g, std::int64_t gi, std::int64_t& n0, std::int64_t& n1) {
+    n0 = gi * g.group();
+    n1 = std::min(g.n, n0 + g.group());
+}
+
+// y[n] = act(W * cols(x[n]) + b), y of shape [N, CO, OH, OW]. The forward GEMM is wide enough
+// per image, and writing each image's output in place saves the copy a group would need.
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g, Activation act) {
+    const Epilogue<T> epi{bias, nullptr, act};
+    const std::int64_t P = g.pixels(), image = g.c * g.h * g.w;
+    parallel_for(g.n, [&](std::int64_t n) {
+        Scratch<T> cols(g.patch() * P);
+        im2col(x + n * image, g, cols.p, P);
+        gemm<T>(false, false, g.co, P, g.patch(), T(1), w, g.patch(), cols.p, P, T(0), y + n * g.co * P, P, epi);
+    });
+}
+
+// Gradients from dy: dx (overwritten; null to skip), dw and db (overwritten; dw and db null to
+// skip them, db alone may be null).
+template <class T>
+void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
+    const std::int64_t P = g.pixels(), image = g.c * g.h * g.w, wsize = g.co * g.patch();
+    const std::int64_t groups = g.groups();
+    std::vector<T> partial(dw ? static_cast<std::size_t>(groups * (wsize + g.co)) : 0);
+    parallel_for(groups, [&](std::int64_t gi) {
+        std::int64_t n0, n1;
+        group_range(g, gi, n0, n1);
+        const std::int64_t ld = (n1 - n0) * P;
+        // dy of the group as one [CO, G*P] matrix.
+        Scratch<T> dyw(g.co * ld), cols(g.patch() * ld);
+        for (std::int64_t n = n0; n < n1; ++n)
+            for (std::int64_t o = 0; o < g.co; ++o)
+                std::memcpy(dyw.p + o * ld + (n - n0) * P, dy + (n * g.co + o) * P, static_cast<std::size_t>(P) * sizeof(T));
+        if (dw) {
+            T* pw = partial.data() + gi * (wsize + g.co);
+            for (std::int64_t n = n0; n < n1; ++n) im2col(x + n * image, g, cols.p + (n - n0) * P, ld);
+            gemm<T>(false, true, g.co, g.patch(), ld, T(1), dyw.p, ld, cols.p, ld, T(0), pw, g.patch());
+            for (std::int64_t o = 0; o < g.co; ++o) pw[wsize + o] = sum(dyw.p + o * ld, ld);
+        }
+        if (dx) {
+            gemm<T>(true, false, g.patch(), ld, g.co, T(1), w, g.patch(), dyw.p, ld, T(0), cols.p, ld);
+            for (std::int64_t n = n0; n < n1; ++n) {
+                T* dxn = dx + n * image;
+                std::fill_n(dxn, image, T(0));
+                col2im_add(cols.p + (n - n0) * P, ld, g, dxn);
+            }
+        }
+    });
+    if (!dw) return;
+    std::fill_n(dw, wsize, T(0));
+    if (db) std::fill_n(db, g.co, T(0));
+    for (std::int64_t gi = 0; gi < groups; ++gi) {
+        const T* pw = partial.data() + gi * (wsize + g.co);
+        for (std::int64_t i = 0; i < wsize; ++i) dw[i] += pw[i];
+        if (db)
+            for (std::int64_t o = 0; o < g.co; ++o) db[o] += pw[wsize + o];
+    }
+}
+
+}  // namespace tensortape::cpu

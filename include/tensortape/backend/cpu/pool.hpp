@@ -1,0 +1,107 @@
+#pragma once
+// 2-D pooling, NCHW. Max pooling records the flat index (within the image plane) of each
+// window's maximum, so its backward is one scatter pass; average pooling divides by the window
+// area including padding (PyTorch's count_include_pad default).
+
+#include <tensortape/backend/cpu/thread_pool.hpp>
+
+#include <cstdint>
+#include <limits>
+
+namespace tensortape::cpu {
+
+struct PoolGeometry {
+    std::int64_t planes, h, w;  // planes = N * C
+    std::int64_t kh, kw, sh, sw, ph, pw;
+    std::int64_t oh, ow;
+};
+
+template <class T>
+void maxpool2d_forward(const T* x, T* y, std::int32_t* argmax, const PoolGeometry& g) {
+    parallel_for(g.planes, [&](std::int64_t pl) {
+        const T* xp = x + pl * g.h * g.w;
+        T* yp = y + pl * g.oh * g.ow;
+        std::int32_t* ap = argmax + pl * g.oh * g.ow;
+        for (std::int64_t oy = 0; oy < g.oh; ++oy)
+            for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+                T best = -std::numeric_limits<T>::infinity();
+                std::int64_t at = -1;
+                for (std::int64_t i = 0; i < g.kh; ++i) {
+                    const std::int64_t iy = oy * g.sh - g.ph + i;
+                    if (iy < 0 || iy >= g.h) continue;
+                    for (std::int64_t j = 0; j < g.kw; ++j) {
+                        const std::int64_t ix = ox * g.sw - g.pw + j;
+                        if (ix < 0 || ix >= g.w) continue;
+                        const T v = xp[iy * g.w + ix];
+                        if (v > best || at < 0 || v != v) {  // NaN propagates, like PyTorch
+                            best = v;
+                            at = iy * g.w + ix;
+                            if (v != v) goto done;
+                        }
+                    }
+                }
+            done:
+                yp[oy * g.ow + ox] = best;
+                ap[oy * g.ow + ox] = static_cast<std::int32_t>(at);
+            }
+    });
+}
+
+// dx (overwritten) from dy through the recorded argmax.
+template <class T>
+void maxpool2d_backward(const T* dy, const std::int32_t* argmax, T* dx, const PoolGeometry& g) {
+    parallel_for(g.planes, [&](std::int64_t pl) {
+        T* dxp = dx + pl * g.h * g.w;
+        for (std::int64_t i = 0; i < g.h * g.w; ++i) dxp[i] = T(0);
+        const T* dyp = dy + pl * g.oh * g.ow;
+        const std::int32_t* ap = argmax + pl * g.oh * g.ow;
+        for (std::int64_t o = 0; o < g.oh * g.ow; ++o)
+            if (ap[o] >= 0) dxp[ap[o]] += dyp[o];
+    });
+}
+
+template <class T>
+void avgpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    parallel_for(g.planes, [&](std::int64_t pl) {
+        const T* xp = x + pl * g.h * g.w;
+        T* yp = y + pl * g.oh * g.ow;
+        for (std::int64_t oy = 0; oy < g.oh; ++oy)
+            for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+                T s = T(0);
+                for (std::int64_t i = 0; i < g.kh; ++i) {
+                    const std::int64_t iy = oy * g.sh - g.ph + i;
+                    if (iy < 0 || iy >= g.h) continue;
+                    for (std::int64_t j = 0; j < g.kw; ++j) {
+                        const std::int64_t ix = ox * g.sw - g.pw + j;
+                        if (ix >= 0 && ix < g.w) s += xp[iy * g.w + ix];
+                    }
+                }
+                yp[oy * g.ow + ox] = s * inv;
+            }
+    });
+}
+
+template <class T>
+void avgpool2d_backward(const T* dy, T* dx, const PoolGeometry& g) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    parallel_for(g.planes, [&](std::int64_t pl) {
+        T* dxp = dx + pl * g.h * g.w;
+        for (std::int64_t i = 0; i < g.h * g.w; ++i) dxp[i] = T(0);
+        const T* dyp = dy + pl * g.oh * g.ow;
+        for (std::int64_t oy = 0; oy < g.oh; ++oy)
+            for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+                const T v = dyp[oy * g.ow + ox] * inv;
+                for (std::int64_t i = 0; i < g.kh; ++i) {
+                    const std::int64_t iy = oy * g.sh - g.ph + i;
+                    if (iy < 0 || iy >= g.h) continue;
+                    for (std::int64_t j = 0; j < g.kw; ++j) {
+                        const std::int64_t ix = ox * g.sw - g.pw + j;
+                        if (ix >= 0 && ix < g.w) dxp[iy * g.w + ix] += v;
+                    }
+                }
+            }
+    });
+}
+
+}  // namespace tensortape::cpu

@@ -1,0 +1,114 @@
+#include "gradcheck.hpp"
+
+#include <limits>
+
+using V = std::vector<tt::Var<double>>;
+
+namespace {
+
+// conv2d by its definition.
+tt::Tensor<double> reference_conv(const tt::Tensor<double>& x, const tt::Tensor<double>& w, const tt::Tensor<double>* b,
+                                  const tt::Conv2dOptions& o) {
+    const auto N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const auto CO = w.shape()[0], KH = w.shape()[2], KW = w.shape()[3];
+    const auto OH = (H + 2 * o.padding[0] - o.dilation[0] * (KH - 1) - 1) / o.stride[0] + 1;
+    const auto OW = (W + 2 * o.padding[1] - o.dilation[1] * (KW - 1) - 1) / o.stride[1] + 1;
+    auto y = tt::zeros<double>({N, CO, OH, OW});
+    for (std::int64_t n = 0; n < N; ++n)
+        for (std::int64_t co = 0; co < CO; ++co)
+            for (std::int64_t oy = 0; oy < OH; ++oy)
+                for (std::int64_t ox = 0; ox < OW; ++ox) {
+                    double s = b ? (*b)(co) : 0.0;
+                    for (std::int64_t c = 0; c < C; ++c)
+                        for (std::int64_t i = 0; i < KH; ++i)
+                            for (std::int64_t j = 0; j < KW; ++j) {
+                                const auto iy = oy * o.stride[0] - o.padding[0] + i * o.dilation[0];
+                                const auto ix = ox * o.stride[1] - o.padding[1] + j * o.dilation[1];
+                                if (iy >= 0 && iy < H && ix >= 0 && ix < W) s += x(n, c, iy, ix) * w(co, c, i, j);
+                            }
+                    y(n, co, oy, ox) = o.activation == tt::Activation::relu ? std::max(0.0, s) : s;
+                }
+    return y;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: matches the definition on odd sizes, strides, padding and dilation") {
+    struct Case {
+        std::int64_t n, c, h, w, co, kh, kw;
+        tt::Conv2dOptions o;
+    };
+    const Case cases[] = {
+        {1, 1, 1, 1, 1, 1, 1, {}},
+        {1, 3, 7, 7, 5, 3, 3, {}},
+        {2, 1, 28, 28, 32, 3, 3, {}},
+        {3, 17, 13, 11, 7, 3, 2, {{2, 1}, {1, 0}, {1, 1}, tt::Activation::none}},
+        {1, 5, 17, 17, 3, 3, 3, {{1, 1}, {2, 2}, {2, 2}, tt::Activation::relu}},
+        {2, 6, 5, 9, 4, 1, 1, {}},  // pointwise: the input is its own im2col matrix
+        {1, 2, 8, 8, 3, 2, 2, {{3, 3}, {1, 1}, {1, 1}, tt::Activation::relu}},
+    };
+    for (const auto& cs : cases) {
+        const auto x = away_from_zero({cs.n, cs.c, cs.h, cs.w}, 61);
+        const auto w = away_from_zero({cs.co, cs.c, cs.kh, cs.kw}, 62);
+        const auto b = away_from_zero({cs.co}, 63);
+        const auto expected = reference_conv(x, w, &b, cs.o);
+        const auto got = tt::conv2d(tt::constant(x), tt::constant(w), tt::constant(b), cs.o);
+        REQUIRE(got.shape() == expected.shape());
+        int bad = 0;
+        for (std::int64_t i = 0; i < expected.numel(); ++i) bad += std::abs(got.value().data()[i] - expected.data()[i]) > 1e-10;
+        INFO("case c=", cs.c, " h=", cs.h, " co=", cs.co, " k=", cs.kh, "x", cs.kw);
+        CHECK(bad == 0);
+    }
+}
+
+TEST_CASE("conv2d: gradients of input, weights and bias") {
+    gradcheck([](const V& v) { return tt::conv2d(v[0], v[1], v[2]); },
+              {away_from_zero({2, 3, 5, 6}, 64), away_from_zero({4, 3, 3, 2}, 65), away_from_zero({4}, 66)});
+    gradcheck([](const V& v) { return tt::conv2d(v[0], v[1], v[2], {{2, 1}, {1, 2}, {1, 2}, tt::Activation::none}); },
+              {away_from_zero({1, 2, 7, 6}, 67), away_from_zero({3, 2, 2, 3}, 68), away_from_zero({3}, 69)});
+    gradcheck([](const V& v) { return tt::conv2d(v[0], v[1], {{1, 1}, {0, 0}, {1, 1}, tt::Activation::relu}); },
+              {away_from_zero({2, 2, 4, 4}, 70), away_from_zero({3, 2, 1, 1}, 71)});
+    gradcheck([](const V& v) { return tt::conv2d(tt::tanh(v[0]), v[1], v[2], {{1, 1}, {1, 1}, {1, 1}, tt::Activation::relu}); },
+              {away_from_zero({1, 3, 4, 5}, 72), away_from_zero({2, 3, 3, 3}, 73), away_from_zero({2}, 74)});
+}
+
+TEST_CASE("conv2d: bad shapes name the op and the shapes") {
+    auto x = tt::param(tt::zeros<double>({1, 3, 5, 5}));
+    CHECK_THROWS_WITH_AS(tt::conv2d(x, tt::param(tt::zeros<double>({4, 2, 3, 3}))),
+                         doctest::Contains("conv2d: input [1, 3, 5, 5] has 3 channels but weights [4, 2, 3, 3] expect 2"), tt::shape_error);
+    CHECK_THROWS_AS(tt::conv2d(x, tt::param(tt::zeros<double>({4, 3, 7, 7}))), tt::shape_error);
+    CHECK_THROWS_AS(tt::conv2d(tt::param(tt::zeros<double>({3, 5, 5})), tt::param(tt::zeros<double>({4, 3, 3, 3}))), tt::shape_error);
+    CHECK_THROWS_WITH_AS(tt::conv2d(x, tt::param(tt::zeros<double>({4, 3, 3, 3})), tt::param(tt::zeros<double>({3}))),
+                         doctest::Contains("bias of shape [3]"), tt::shape_error);
+    CHECK_THROWS_AS(tt::conv2d(x, tt::param(tt::zeros<double>({4, 3, 3, 3})), {{0, 1}, {0, 0}, {1, 1}, tt::Activation::none}),
+                    tt::value_error);
+    CHECK_FALSE(x.has_grad());
+}
+
+TEST_CASE("pooling: values, gradients and errors") {
+    auto x = tt::constant(tt::arange<double>(16).reshape({1, 1, 4, 4}));
+    auto m = tt::max_pool2d(x);
+    CHECK(m.shape() == tt::Shape{1, 1, 2, 2});
+    CHECK(m.value()(0, 0, 1, 1) == 15.0);
+    auto a = tt::avg_pool2d(x);
+    CHECK(a.value()(0, 0, 0, 0) == doctest::Approx((0 + 1 + 4 + 5) / 4.0));
+    auto odd = tt::max_pool2d(tt::constant(tt::arange<double>(2 * 3 * 7 * 5).reshape({2, 3, 7, 5})), {{3, 2}, {2, 2}, {1, 1}});
+    CHECK(odd.shape() == tt::Shape{2, 3, 4, 3});
+    CHECK(tt::global_avg_pool2d(x).shape() == tt::Shape{1, 1});
+    CHECK(tt::global_avg_pool2d(x).item() == doctest::Approx(7.5));
+
+    gradcheck([](const V& v) { return tt::max_pool2d(v[0]); }, {away_from_zero({2, 3, 6, 5}, 75)});
+    gradcheck([](const V& v) { return tt::max_pool2d(v[0], {{3, 3}, {2, 1}, {1, 1}}); }, {away_from_zero({1, 2, 5, 7}, 76)});
+    gradcheck([](const V& v) { return tt::avg_pool2d(v[0], {{2, 3}, {1, 2}, {1, 1}}); }, {away_from_zero({2, 2, 5, 6}, 77)});
+    gradcheck([](const V& v) { return tt::global_avg_pool2d(v[0]); }, {away_from_zero({2, 3, 4, 3}, 78)});
+
+    CHECK_THROWS_WITH_AS(tt::max_pool2d(tt::param(tt::zeros<double>({1, 1, 1, 1}))), doctest::Contains("max_pool2d: input [1, 1, 1, 1]"),
+                         tt::shape_error);
+    CHECK_THROWS_AS(tt::max_pool2d(tt::param(tt::zeros<double>({4, 4}))), tt::shape_error);
+    CHECK_THROWS_AS(tt::avg_pool2d(x, {{2, 2}, {2, 2}, {2, 2}}), tt::value_error);
+}
+
+TEST_CASE("max_pool2d propagates NaN like PyTorch") {
+    auto x = tt::constant(tt::from_values<float>({1, 1, 2, 2}, {1.f, std::numeric_limits<float>::quiet_NaN(), 3.f, 2.f}));
+    CHECK(std::isnan(tt::max_pool2d(x).item()));
+}

@@ -9,15 +9,17 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 
-# PyTorch at its best here: OpenMP workers that sleep instead of spinning against each other.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# PyTorch's thread settings that matter here; each is measured in its own process (they must be
+# set before torch starts) and the best is kept: PyTorch at its best, not its default.
+TORCH_SETTINGS = {"default": {}, "omp_passive": {"OMP_WAIT_POLICY": "passive"}, "openblas_1": {"OPENBLAS_NUM_THREADS": "1"}}
 
 LAYERS = [("conv1", 64, 1, 28, 28, 32, False), ("conv2", 64, 32, 13, 13, 64, True)]
 
 
-def torch_layers(threads, reps):
+def torch_layers(threads, reps, setting):
     import torch
 
     torch.set_num_threads(threads)
@@ -43,9 +45,22 @@ def torch_layers(threads, reps):
         macs = n * co * (h - 2) * (w - 2) * c * 9
         flops = 2 * macs * (3 if input_grad else 2)
         out[name] = t
-        print(json.dumps({"bench": "conv2d", "impl": "pytorch", "version": torch.__version__, "layer": name, "threads": threads,
-                          "fwd_bwd_ms": round(t * 1e3, 3), "gflops": round(flops / t / 1e9, 1)}), flush=True)
+        print(json.dumps({"bench": "conv2d", "impl": "pytorch", "version": torch.__version__, "setting": setting, "layer": name,
+                          "threads": threads, "fwd_bwd_ms": round(t * 1e3, 3), "gflops": round(flops / t / 1e9, 1)}), flush=True)
     return out
+
+
+def best_torch(threads, reps):
+    best = {}
+    for setting, env in TORCH_SETTINGS.items():
+        proc = subprocess.run([sys.executable, __file__, "--torch-only", setting, "--threads", str(threads), "--reps", str(reps)],
+                              env={**os.environ, **env}, check=True, capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            row = json.loads(line)
+            print(json.dumps(row))
+            if row["layer"] not in best or row["fwd_bwd_ms"] < best[row["layer"]]:
+                best[row["layer"]] = row["fwd_bwd_ms"]
+    return {k: v / 1e3 for k, v in best.items()}
 
 
 def main():
@@ -53,8 +68,12 @@ def main():
     p.add_argument("--binary", default=os.path.join("build", "bench", "bench_conv"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=21)
+    p.add_argument("--torch-only", help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch_t = torch_layers(args.threads, args.reps)
+    if args.torch_only:
+        torch_layers(args.threads, args.reps, args.torch_only)
+        return
+    torch_t = best_torch(args.threads, args.reps)
     out = subprocess.run([args.binary, "--threads", str(args.threads), "--reps", str(args.reps)], check=True, capture_output=True,
                          text=True).stdout
     for line in out.splitlines():
@@ -63,7 +82,7 @@ def main():
         if row.get("bench") == "conv2d":
             ratio = torch_t[row["layer"]] / (row["fwd_bwd_ms"] / 1e3)
             print(json.dumps({"bench": "conv2d_ratio", "layer": row["layer"], "threads": args.threads,
-                              "speedup_vs_pytorch": round(ratio, 2)}))
+                              "speedup_vs_best_pytorch": round(ratio, 2)}))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@
 #define TENSORTAPE_GEMM_MR 8
 #define TENSORTAPE_GEMM_NV 3
 #endif
+#ifndef TENSORTAPE_GEMM_L1
+#define TENSORTAPE_GEMM_L1 49152
+#endif
 
 namespace tensortape::cpu {
 
@@ -44,7 +47,9 @@ struct GemmShape {
     static constexpr int NV = Vectors;                             // vectors per tile row
     static constexpr int NR = NV * W;                              // tile columns
     static constexpr int MR = W * sizeof(T) >= 64 ? TENSORTAPE_GEMM_MR : 6;        // tile rows
-    static constexpr std::int64_t KC = 384;                        // most depth of a packed block
+    // Most depth of a packed block: a B sliver (KC x NR), reused by every A sliver of the block,
+    // should stay in L1 (48 KiB here) while the A slivers stream past it.
+    static constexpr std::int64_t KC = TENSORTAPE_GEMM_L1 / (NR * sizeof(T));
     static constexpr std::int64_t MC = MR * 24;                    // rows of a packed A block
     static constexpr std::int64_t NC = NR * 96;                    // columns of a packed B block
 };
@@ -60,16 +65,19 @@ struct Operand {
 };
 
 // A block (rows [i0, i0+mc), depth [p0, p0+kc)) into MR-row slivers, k-major within a sliver.
+// Loops run along A's rows in memory; the scattered side is the sliver, which stays in L1.
 template <class T>
 void pack_a(const Operand<T>& a, std::int64_t i0, std::int64_t mc, std::int64_t p0, std::int64_t kc, T* dst) {
     constexpr int MR = GemmShape<T>::MR;
     for (std::int64_t ir = 0; ir < mc; ir += MR) {
         const int rows = static_cast<int>(std::min<std::int64_t>(MR, mc - ir));
         if (!a.trans) {
-            for (std::int64_t p = 0; p < kc; ++p) {
-                for (int i = 0; i < rows; ++i) dst[p * MR + i] = a.p[(i0 + ir + i) * a.ld + p0 + p];
-                for (int i = rows; i < MR; ++i) dst[p * MR + i] = T(0);
+            for (int i = 0; i < rows; ++i) {
+                const T* src = a.p + (i0 + ir + i) * a.ld + p0;
+                for (std::int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
             }
+            for (int i = rows; i < MR; ++i)
+                for (std::int64_t p = 0; p < kc; ++p) dst[p * MR + i] = T(0);
         } else {
             for (std::int64_t p = 0; p < kc; ++p) {
                 const T* src = a.p + (p0 + p) * a.ld + i0 + ir;
@@ -92,11 +100,12 @@ void pack_b_sliver(const Operand<T>& b, std::int64_t p0, std::int64_t kc, std::i
             for (std::int64_t c = cols; c < NR; ++c) d[c] = T(0);
         }
     } else {
-        for (std::int64_t p = 0; p < kc; ++p) {
-            T* d = dst + p * NR;
-            for (std::int64_t c = 0; c < cols; ++c) d[c] = b.p[(j + c) * b.ld + p0 + p];
-            for (std::int64_t c = cols; c < NR; ++c) d[c] = T(0);
+        for (std::int64_t c = 0; c < cols; ++c) {
+            const T* src = b.p + (j + c) * b.ld + p0;
+            for (std::int64_t p = 0; p < kc; ++p) dst[p * NR + c] = src[p];
         }
+        for (std::int64_t c = cols; c < NR; ++c)
+            for (std::int64_t p = 0; p < kc; ++p) dst[p * NR + c] = T(0);
     }
 }
 

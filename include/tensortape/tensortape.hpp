@@ -23,3 +23,7 @@
 #include <tensortape/ops/softmax.hpp>
 #include <tensortape/ops/conv.hpp>
 #include <tensortape/ops/pool.hpp>
+
+#include <tensortape/data/data.hpp>
+#include <tensortape/io/io.hpp>
+#include <tensortape/optim/optim.hpp>

@@ -23,7 +23,10 @@
 #include <tensortape/ops/softmax.hpp>
 #include <tensortape/ops/conv.hpp>
 #include <tensortape/ops/pool.hpp>
+#include <tensortape/ops/linear.hpp>
+#include <tensortape/ops/norm.hpp>
 
 #include <tensortape/data/data.hpp>
 #include <tensortape/io/io.hpp>
+#include <tensortape/nn/nn.hpp>
 #include <tensortape/optim/optim.hpp>

@@ -5,6 +5,7 @@
 
 #include <tensortape/backend/cpu/thread_pool.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -22,28 +23,25 @@ void maxpool2d_forward(const T* x, T* y, std::int32_t* argmax, const PoolGeometr
         const T* xp = x + pl * g.h * g.w;
         T* yp = y + pl * g.oh * g.ow;
         std::int32_t* ap = argmax + pl * g.oh * g.ow;
-        for (std::int64_t oy = 0; oy < g.oh; ++oy)
+        for (std::int64_t oy = 0; oy < g.oh; ++oy) {
+            const std::int64_t y0 = std::max<std::int64_t>(0, oy * g.sh - g.ph), y1 = std::min(g.h, oy * g.sh - g.ph + g.kh);
             for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+                const std::int64_t x0 = std::max<std::int64_t>(0, ox * g.sw - g.pw), x1 = std::min(g.w, ox * g.sw - g.pw + g.kw);
                 T best = -std::numeric_limits<T>::infinity();
-                std::int64_t at = -1;
-                for (std::int64_t i = 0; i < g.kh; ++i) {
-                    const std::int64_t iy = oy * g.sh - g.ph + i;
-                    if (iy < 0 || iy >= g.h) continue;
-                    for (std::int64_t j = 0; j < g.kw; ++j) {
-                        const std::int64_t ix = ox * g.sw - g.pw + j;
-                        if (ix < 0 || ix >= g.w) continue;
+                std::int64_t at = y0 * g.w + x0;
+                for (std::int64_t iy = y0; iy < y1; ++iy)
+                    for (std::int64_t ix = x0; ix < x1; ++ix) {
                         const T v = xp[iy * g.w + ix];
-                        if (v > best || at < 0 || v != v) {  // NaN propagates, like PyTorch
+                        // Takes a larger value, or a NaN (which then stays: PyTorch propagates NaN).
+                        if (!(v <= best) && best == best) {
                             best = v;
                             at = iy * g.w + ix;
-                            if (v != v) goto done;
                         }
                     }
-                }
-            done:
                 yp[oy * g.ow + ox] = best;
                 ap[oy * g.ow + ox] = static_cast<std::int32_t>(at);
             }
+        }
     });
 }
 

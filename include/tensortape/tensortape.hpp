@@ -30,3 +30,4 @@
 #include <tensortape/io/io.hpp>
 #include <tensortape/nn/nn.hpp>
 #include <tensortape/optim/optim.hpp>
+#include <tensortape/train/train.hpp>

@@ -1,0 +1,93 @@
+#pragma once
+// Model checkpoints in safetensors, under the model's PyTorch-style names (parameters and
+// buffers), so weights exchange with PyTorch's state_dict. Writes are atomic (io/); loading
+// checks every name, shape and dtype before it writes anything, so a bad file leaves the model
+// as it was. ModelCheckpoint saves during fit().
+
+#include <tensortape/io/safetensors.hpp>
+#include <tensortape/nn/module.hpp>
+#include <tensortape/train/callbacks.hpp>
+
+#include <cmath>
+#include <limits>
+#include <set>
+#include <string>
+
+namespace tensortape::train {
+
+template <Floating T>
+void save_weights(const nn::Module<T>& model, const std::string& path) {
+    std::vector<io::TensorEntry> entries;
+    for (auto& [name, p] : model.named_parameters()) entries.push_back(io::entry(name, p.value()));
+    for (auto& [name, b] : model.named_buffers()) entries.push_back(io::entry(name, b));
+    io::save_safetensors(path, entries, {{"format", "pt"}, {"writer", "tensortape"}});
+}
+
+// Loads weights saved by save_weights or by PyTorch (safetensors.torch.save_file of a
+// state_dict). strict: the file must hold exactly the model's names; otherwise extra tensors in
+// the file are ignored (missing ones are always an error).
+template <Floating T>
+void load_weights(nn::Module<T>& model, const std::string& path, bool strict = true) {
+    const io::SafetensorsFile file = io::load_safetensors(path);
+    std::vector<std::pair<Tensor<T>, Tensor<T>>> writes;  // (destination, source), applied only when all check out
+    std::set<std::string> wanted;
+    auto plan = [&](const std::string& name, const Tensor<T>& dst) {
+        wanted.insert(name);
+        const io::TensorEntry* e = file.find(name);
+        if (!e) fail<io::io_error>("load_weights", "'", path, "' has no tensor '", name, "' (shape ", dst.shape(), ")");
+        if (e->shape != dst.shape())
+            fail<io::io_error>("load_weights", "tensor '", name, "' in '", path, "' has shape ", e->shape, ", the model expects ", dst.shape());
+        writes.emplace_back(dst, io::as_tensor<T>(*e));  // as_tensor checks the dtype
+    };
+    for (auto& [name, p] : model.named_parameters()) plan(name, p.value());
+    for (auto& [name, b] : model.named_buffers()) plan(name, b);
+    if (strict)
+        for (const auto& e : file.tensors)
+            if (!wanted.count(e.name)) fail<io::io_error>("load_weights", "'", path, "' holds '", e.name, "', which the model does not have");
+    std::size_t i = 0;
+    for (auto& [name, p] : model.named_parameters()) {
+        p.mutable_value().assign(writes[i++].second);  // in place: optimizers keep their handles
+    }
+    for (auto& [name, b] : model.named_buffers()) b.assign(writes[i++].second);
+}
+
+// Saves the model after each epoch, or only when `monitor` improves (save_best_only).
+template <Floating T>
+class ModelCheckpoint : public Callback<T> {
+public:
+    struct Options {
+        std::string path;
+        std::string monitor = "val_loss";
+        bool save_best_only = true;
+        Mode mode = Mode::automatic;
+    };
+    explicit ModelCheckpoint(Options o) : o_(std::move(o)) {
+        maximize_ = o_.mode == Mode::max || (o_.mode == Mode::automatic && o_.monitor.find("acc") != std::string::npos);
+    }
+    void on_train_begin(nn::Module<T>&) override {
+        best_ = maximize_ ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+    }
+    bool on_epoch_end(int, const Logs& logs, nn::Module<T>& model) override {
+        if (!o_.save_best_only) {
+            save_weights(model, o_.path);
+            return false;
+        }
+        auto it = logs.find(o_.monitor);
+        if (it == logs.end()) fail<value_error>("ModelCheckpoint", "monitored value '", o_.monitor, "' is not among this epoch's figures");
+        if (maximize_ ? it->second > best_ : it->second < best_) {
+            best_ = it->second;
+            save_weights(model, o_.path);
+            ++saves_;
+        }
+        return false;
+    }
+    int saves() const { return saves_; }
+
+private:
+    Options o_;
+    bool maximize_ = false;
+    double best_ = 0;
+    int saves_ = 0;
+};
+
+}  // namespace tensortape::train

@@ -5,6 +5,7 @@
 
 #include <tensortape/autodiff/eval.hpp>
 #include <tensortape/autodiff/function.hpp>
+#include <tensortape/backend/cpu/activation.hpp>
 #include <tensortape/backend/cpu/conv.hpp>
 
 #include <array>
@@ -22,6 +23,13 @@ struct Conv2dOptions {
 };
 
 namespace detail {
+
+template <Floating T>
+Tensor<T> relu_backward(const Tensor<T>& g, const Tensor<T>& y) {
+    Tensor<T> out(g.shape());
+    cpu::relu_backward(g.data(), y.data(), out.data(), g.numel());
+    return out;
+}
 
 inline cpu::ConvGeometry conv_geometry(const Shape& x, const Shape& w, const Conv2dOptions& o) {
     if (x.rank() != 4) fail<shape_error>("conv2d", "input must be [N, C, H, W], got shape ", x);
@@ -55,13 +63,8 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& w, const std::optional<Var<T>>& b, 
     const bool relu = o.activation == Activation::relu;
     const Tensor<T> saved = relu ? y : Tensor<T>();  // relu's backward reads the output
     return record<T>("conv2d", y, std::move(in), [g, relu, y = saved](BackwardContext& ctx, const Tensor<T>& gy_in, std::span<const Var<T>> in) {
-        Tensor<T> gy = gy_in.contiguous();
-        if (relu) {  // through the fused activation first: relu'(pre) = [y > 0]
-            gy = gy.clone();
-            const T* yv = y.data();
-            T* d = gy.data();
-            for (std::int64_t i = 0; i < gy.numel(); ++i) d[i] = yv[i] > T(0) ? d[i] : T(0);
-        }
+        // Through the fused activation first: relu'(pre) = [y > 0].
+        const Tensor<T> gy = relu ? detail::relu_backward(gy_in.contiguous(), y) : gy_in.contiguous();
         const Var<T>& x = in[0];
         const Var<T>& w = in[1];
         const bool need_b = in.size() > 2 && in[2].requires_grad();

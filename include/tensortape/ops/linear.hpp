@@ -33,11 +33,7 @@ Var<T> linear(const Var<T>& x, const Var<T>& w, const std::optional<Var<T>>& b, 
     const bool relu = act == Activation::relu;
     const Tensor<T> saved = relu ? y : Tensor<T>();
     return record<T>("linear", y, std::move(inputs), [relu, y = saved, n, in, out](BackwardContext& ctx, const Tensor<T>& g_in, std::span<const Var<T>> v) {
-        Tensor<T> g = g_in.contiguous();
-        if (relu) {
-            g = g.clone();
-            for (std::int64_t i = 0; i < g.numel(); ++i) g.data()[i] = y.data()[i] > T(0) ? g.data()[i] : T(0);
-        }
+        const Tensor<T> g = relu ? detail::relu_backward(g_in.contiguous(), y) : g_in.contiguous();
         if (v[0].requires_grad()) {  // dx = g W
             Tensor<T> gx(Shape{n, in});
             cpu::gemm<T>(false, false, n, in, out, T(1), g.data(), out, v[1].value().contiguous().data(), in, T(0), gx.data(), in);

@@ -86,3 +86,21 @@ TEST_CASE("gemm: fused epilogue adds row or column bias and applies relu") {
     for (int i = 0; i < m; ++i)
         for (int j = 0; j < n; ++j) CHECK(c[i * n + j] == doctest::Approx(std::max(0.f, plain[i * n + j] + rb[i] + cb[j])));
 }
+
+TEST_CASE("gemm: an A packed once serves several products, narrow and wide") {
+    for (bool ta : {false, true})
+        for (int n : {5, 37}) {
+            const int m = 13, k = 300;
+            tt::Generator gen(static_cast<std::uint64_t>(n));
+            std::vector<float> a(m * k), b(k * n), c1(m * n), c2(m * n);
+            for (auto& v : a) v = float(gen.uniform() - 0.5);
+            for (auto& v : b) v = float(gen.uniform() - 0.5);
+            const tt::cpu::PackedA<float> packed(ta, m, k, a.data(), ta ? m : k, n);
+            for (int rep = 0; rep < 2; ++rep) {
+                tt::cpu::gemm<float>(packed, n, false, b.data(), n, 1.f, 0.f, c1.data(), n);
+                tt::cpu::gemm<float>(ta, false, m, n, k, 1.f, a.data(), ta ? m : k, b.data(), n, 0.f, c2.data(), n);
+                for (int i = 0; i < m * n; ++i) CHECK(c1[i] == doctest::Approx(c2[i]).epsilon(1e-5));
+            }
+            CHECK_THROWS_AS(tt::cpu::gemm<float>(packed, n == 5 ? 37 : 5, false, b.data(), n, 1.f, 0.f, c1.data(), n), tt::value_error);
+        }
+}

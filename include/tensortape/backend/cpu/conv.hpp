@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace tensortape::cpu {
@@ -137,10 +138,11 @@ template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeometry& g, Activation act) {
     const Epilogue<T> epi{bias, nullptr, act};
     const std::int64_t P = g.pixels(), image = g.c * g.h * g.w;
+    const PackedA<T> packed(false, g.co, g.patch(), w, g.patch(), P);  // the weights, packed once for every image
     parallel_for(g.n, [&](std::int64_t n) {
         Scratch<T> cols(g.patch() * P);
         im2col(x + n * image, g, cols.p, P);
-        gemm<T>(false, false, g.co, P, g.patch(), T(1), w, g.patch(), cols.p, P, T(0), y + n * g.co * P, P, epi);
+        gemm<T>(packed, P, false, cols.p, P, T(1), T(0), y + n * g.co * P, P, epi);
     });
 }
 
@@ -151,6 +153,9 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
     const std::int64_t P = g.pixels(), image = g.c * g.h * g.w, wsize = g.co * g.patch();
     const std::int64_t groups = g.groups();
     std::vector<T> partial(dw ? static_cast<std::size_t>(groups * (wsize + g.co)) : 0);
+    // W^T, packed once for every group's input-gradient product.
+    std::optional<PackedA<T>> wt;
+    if (dx) wt.emplace(true, g.patch(), g.co, w, g.patch(), std::min(g.n, g.group()) * P);
     parallel_for(groups, [&](std::int64_t gi) {
         std::int64_t n0, n1;
         group_range(g, gi, n0, n1);
@@ -167,7 +172,7 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
             for (std::int64_t o = 0; o < g.co; ++o) pw[wsize + o] = sum(dyw.p + o * ld, ld);
         }
         if (dx) {
-            gemm<T>(true, false, g.patch(), ld, g.co, T(1), w, g.patch(), dyw.p, ld, T(0), cols.p, ld);
+            gemm<T>(*wt, ld, false, dyw.p, ld, T(1), T(0), cols.p, ld);
             for (std::int64_t n = n0; n < n1; ++n) {
                 T* dxn = dx + n * image;
                 std::fill_n(dxn, image, T(0));

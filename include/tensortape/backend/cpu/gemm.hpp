@@ -15,6 +15,7 @@
 #include <tensortape/backend/cpu/thread_pool.hpp>
 #include <tensortape/core/allocator.hpp>
 #include <tensortape/core/compat.hpp>
+#include <tensortape/core/error.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -176,17 +177,26 @@ inline constexpr std::int64_t gemm_parallel_threshold = 1 << 17;
 
 namespace gemm_detail {
 
+// Depth of the packed blocks for k: equal blocks, 288 = 144 + 144 rather than 256 + 32 (a thin
+// block wastes a pass over C).
+template <class T, int NV>
+std::int64_t depth_block(std::int64_t k) {
+    const std::int64_t blocks = (k + GemmShape<T, NV>::KC - 1) / GemmShape<T, NV>::KC;
+    return (k + blocks - 1) / blocks;
+}
+
+// `prepacked`, when given, holds all of A packed by pack_all_a: the driver reads its blocks
+// instead of packing A again (a convolution reuses its weights for every image).
 template <class T, int NV>
 void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, T beta, T* c,
-               std::int64_t ldc, const Epilogue<T>& epi) {
+               std::int64_t ldc, const Epilogue<T>& epi, const T* prepacked = nullptr) {
     using S = GemmShape<T, NV>;
     const bool parallel = m * n * k >= gemm_parallel_threshold && num_threads() > 1;
     const int threads = parallel ? num_threads() : 1;
 
     const std::int64_t nc_max = std::min<std::int64_t>(S::NC, (n + S::NR - 1) / S::NR * S::NR);
-    // Depth blocks of equal size: 288 = 144 + 144, not 256 + 32 (a thin block wastes a C pass).
-    const std::int64_t kblocks = (k + S::KC - 1) / S::KC;
-    const std::int64_t kc_max = (k + kblocks - 1) / kblocks;
+    const std::int64_t kc_max = depth_block<T, NV>(k);
+    const std::int64_t m_padded = (m + S::MR - 1) / S::MR * S::MR;
     const std::size_t bbytes = static_cast<std::size_t>(nc_max * kc_max) * sizeof(T);
     T* bpack = static_cast<T*>(allocate_bytes(bbytes));
 
@@ -219,8 +229,13 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
                 if (s0 >= s1) return;
                 const std::int64_t mr_slivers = (mc + S::MR - 1) / S::MR;
                 const std::size_t abytes = static_cast<std::size_t>(mr_slivers * S::MR * kc) * sizeof(T);
-                T* apack = static_cast<T*>(allocate_bytes(abytes));
-                pack_a(A, ic, mc, pc, kc, apack);
+                T* apack = nullptr;
+                if (prepacked) {
+                    apack = const_cast<T*>(prepacked) + (pc / kc_max) * m_padded * kc_max + ic * kc;
+                } else {
+                    apack = static_cast<T*>(allocate_bytes(abytes));
+                    pack_a(A, ic, mc, pc, kc, apack);
+                }
                 for (std::int64_t s = s0; s < s1; ++s) {
                     const std::int64_t j = jc + s * S::NR;
                     const int cols = static_cast<int>(std::min<std::int64_t>(S::NR, n - j));
@@ -231,7 +246,7 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
                                         beta_block, epi, i, j, last);
                     }
                 }
-                deallocate_bytes(apack, abytes);
+                if (!prepacked) deallocate_bytes(apack, abytes);
             };
             const std::int64_t tasks = row_blocks * splits;
             if (parallel) parallel_for(tasks, task);
@@ -241,7 +256,75 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
     deallocate_bytes(bpack, bbytes);
 }
 
+// All of A packed in the driver's block order: depth block by depth block, each the row slivers
+// of every row.
+template <class T, int NV>
+void pack_all_a(const Operand<T>& A, std::int64_t m, std::int64_t k, T* dst) {
+    using S = GemmShape<T, NV>;
+    const std::int64_t kc_max = depth_block<T, NV>(k);
+    const std::int64_t m_padded = (m + S::MR - 1) / S::MR * S::MR;
+    for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+        const std::int64_t kc = std::min(kc_max, k - pc);
+        pack_a(A, 0, m, pc, kc, dst + (pc / kc_max) * m_padded * kc_max);
+    }
+}
+
+template <class T>
+bool narrow(std::int64_t n) {
+    return n <= static_cast<std::int64_t>(simd::width<T>);
+}
+
 }  // namespace gemm_detail
+
+// op(A) packed once for many products with different B: C_i = op(A) * B_i. The packing depends
+// on the width of B (`n`), which every product must share.
+template <class T>
+class PackedA {
+public:
+    PackedA(bool trans_a, std::int64_t m, std::int64_t k, const T* a, std::int64_t lda, std::int64_t n) : m_(m), k_(k), n_(n) {
+        constexpr int MR = GemmShape<T>::MR;
+        const std::int64_t m_padded = (m + MR - 1) / MR * MR;
+        const gemm_detail::Operand<T> A{a, lda, trans_a};
+        if (gemm_detail::narrow<T>(n)) {
+            const std::int64_t kc = gemm_detail::depth_block<T, 1>(k);
+            bytes_ = static_cast<std::size_t>(m_padded * kc * ((k + kc - 1) / kc)) * sizeof(T);
+            data_ = static_cast<T*>(allocate_bytes(bytes_));
+            gemm_detail::pack_all_a<T, 1>(A, m, k, data_);
+        } else {
+            const std::int64_t kc = gemm_detail::depth_block<T, GemmShape<T>::NV>(k);
+            bytes_ = static_cast<std::size_t>(m_padded * kc * ((k + kc - 1) / kc)) * sizeof(T);
+            data_ = static_cast<T*>(allocate_bytes(bytes_));
+            gemm_detail::pack_all_a<T, GemmShape<T>::NV>(A, m, k, data_);
+        }
+    }
+    ~PackedA() { deallocate_bytes(data_, bytes_); }
+    PackedA(const PackedA&) = delete;
+    PackedA& operator=(const PackedA&) = delete;
+
+    std::int64_t m() const { return m_; }
+    std::int64_t k() const { return k_; }
+    std::int64_t n() const { return n_; }
+    const T* data() const { return data_; }
+
+private:
+    std::int64_t m_, k_, n_;
+    std::size_t bytes_ = 0;
+    T* data_ = nullptr;
+};
+
+// C = alpha * A * op(B) + beta * C with A from PackedA; B is n columns wide, where n may differ
+// from the width A was packed for only if both are narrow or both are not.
+template <class T>
+void gemm(const PackedA<T>& a, std::int64_t n, bool trans_b, const T* b, std::int64_t ldb, T alpha, T beta, T* c, std::int64_t ldc,
+          const Epilogue<T>& epi = {}) {
+    const std::int64_t m = a.m(), k = a.k();
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    if (gemm_detail::narrow<T>(n) != gemm_detail::narrow<T>(a.n()))
+        fail<value_error>("gemm", "A was packed for products ", a.n(), " wide, this one is ", n, " wide: repack A");
+    const gemm_detail::Operand<T> A{nullptr, 0, false}, B{b, ldb, trans_b};
+    if (gemm_detail::narrow<T>(n)) gemm_detail::gemm_impl<T, 1>(A, B, m, n, k, alpha, beta, c, ldc, epi, a.data());
+    else gemm_detail::gemm_impl<T, GemmShape<T>::NV>(A, B, m, n, k, alpha, beta, c, ldc, epi, a.data());
+}
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t lda,
@@ -261,7 +344,7 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
     }
     const gemm_detail::Operand<T> A{a, lda, trans_a}, B{b, ldb, trans_b};
     // A narrow C (a classifier layer's 10 outputs) gets a one-vector-wide tile, not a padded two.
-    if (n <= static_cast<std::int64_t>(simd::width<T>)) gemm_detail::gemm_impl<T, 1>(A, B, m, n, k, alpha, beta, c, ldc, epi);
+    if (gemm_detail::narrow<T>(n)) gemm_detail::gemm_impl<T, 1>(A, B, m, n, k, alpha, beta, c, ldc, epi);
     else gemm_detail::gemm_impl<T, GemmShape<T>::NV>(A, B, m, n, k, alpha, beta, c, ldc, epi);
 }
 

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <vector>
 
 namespace tt = tensortape;
 namespace nn = tensortape::nn;
@@ -32,6 +33,25 @@ struct Args {
     std::int64_t limit = 0;
     std::uint64_t seed = 42;
     std::string save, json;
+};
+
+// Resident memory of this process in MiB (Linux), to show that it stays flat across epochs.
+double resident_mib() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+    return 0.0;
+}
+
+// Records the resident memory after each epoch.
+class MemoryLog : public tt::train::Callback<float> {
+public:
+    bool on_epoch_end(int, const tt::train::Logs&, nn::Module<float>&) override {
+        rss.push_back(resident_mib());
+        return false;
+    }
+    std::vector<double> rss;
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -99,12 +119,16 @@ int main(int argc, char** argv) {
         auto early = std::make_shared<tt::train::EarlyStopping<float>>(
             tt::train::EarlyStopping<float>::Options{.monitor = "val_loss", .patience = 3, .restore_best_weights = true});
         tt::train::FitOptions<float> fit{.epochs = args.epochs, .batch_size = args.batch, .validation_split = 0.2, .seed = args.seed};
+        auto memory = std::make_shared<MemoryLog>();
         fit.callbacks.push_back(early);
+        fit.callbacks.push_back(memory);
 
         const auto history = tt::train::fit(model, adam, loss, train, fit);
         const auto test = tt::train::evaluate(model, loss, mnist.test);
         std::printf("test accuracy: %.4f (loss %.4f, %lld images)%s\n", test.accuracy, test.loss, static_cast<long long>(test.examples),
                     history.stopped_early ? ", stopped early" : "");
+        if (!memory->rss.empty())
+            std::printf("resident memory after each epoch (MiB): first %.1f, last %.1f\n", memory->rss.front(), memory->rss.back());
 
         if (!args.save.empty()) {
             tt::train::save_weights(model, args.save);
@@ -122,6 +146,8 @@ int main(int argc, char** argv) {
                 }
                 js << "}";
             }
+            js << "], \"rss_mib_after_epoch\": [";
+            for (std::size_t e = 0; e < memory->rss.size(); ++e) js << (e ? ", " : "") << memory->rss[e];
             js << "], \"best_epoch\": " << history.best_epoch + 1 << ", \"test_accuracy\": " << test.accuracy
                << ", \"test_loss\": " << test.loss << ", \"threads\": " << tt::num_threads() << ", \"batch\": " << args.batch << "}\n";
             if (!js) throw tt::error("tensortape: fashion_mnist_cnn: cannot write " + args.json);

@@ -178,3 +178,47 @@ TEST_CASE("checkpoints: round trip, mismatches refused with the model untouched,
     CHECK(ckpt.saves() == 2);
     CHECK(fs::exists(dir.path / "best.safetensors"));
 }
+
+TEST_CASE("checkpoints as .npy per tensor: round trip and a refused mismatch") {
+    TempDir dir;
+    nn::Sequential<float> a, b, c;
+    tt::Generator g1(1), g2(2), g3(3);
+    a.add<nn::Dense>(3, 4, tt::Activation::none, true, nn::Init::glorot_uniform, g1);
+    b.add<nn::Dense>(3, 4, tt::Activation::none, true, nn::Init::glorot_uniform, g2);
+    c.add<nn::Dense>(4, 4, tt::Activation::none, true, nn::Init::glorot_uniform, g3);
+    tt::train::save_weights_npy(a, dir.path.string());
+    CHECK(fs::exists(dir.path / "0.weight.npy"));
+    tt::train::load_weights_npy(b, dir.path.string());
+    CHECK(b.named_parameters()[0].second.value()(2, 1) == a.named_parameters()[0].second.value()(2, 1));
+    const float before = c.named_parameters()[1].second.value()(0);
+    CHECK_THROWS_WITH_AS(tt::train::load_weights_npy(c, dir.path.string()), doctest::Contains("0.weight.npy' has shape [4, 3]"), tt::error);
+    CHECK(c.named_parameters()[1].second.value()(0) == before);
+}
+
+namespace {
+// A module of one's own, composed of others: a residual block.
+class Residual : public nn::Module<float> {
+public:
+    explicit Residual(std::int64_t width) {
+        inner = register_module("inner", std::make_shared<nn::Dense<float>>(width, width, tt::Activation::relu));
+        scale = register_parameter("scale", tt::full<float>({1}, 0.5f));
+    }
+    tt::Var<float> forward(const tt::Var<float>& x) override { return x + scale * inner->forward(x); }
+    std::string describe() const override { return "Residual"; }
+    std::shared_ptr<nn::Dense<float>> inner;
+    tt::Var<float> scale;
+};
+}  // namespace
+
+TEST_CASE("a user-defined module composed of others has dotted names and trains") {
+    nn::Sequential<float> m;
+    m.add(std::make_shared<Residual>(4));
+    m.add<nn::Dense>(4, 2);
+    const auto names = m.named_parameters();
+    REQUIRE(names.size() == 5);
+    CHECK(names[0].first == "0.scale");
+    CHECK(names[1].first == "0.inner.weight");
+    auto x = tt::constant(tt::full<float>({3, 4}, 0.3f));
+    tt::backward(tt::sum(m(x)));
+    for (auto& [n, p] : names) CHECK(p.has_grad());
+}

@@ -4,6 +4,7 @@
 // checks every name, shape and dtype before it writes anything, so a bad file leaves the model
 // as it was. ModelCheckpoint saves during fit().
 
+#include <tensortape/io/npy.hpp>
 #include <tensortape/io/safetensors.hpp>
 #include <tensortape/nn/module.hpp>
 #include <tensortape/train/callbacks.hpp>
@@ -49,6 +50,31 @@ void load_weights(nn::Module<T>& model, const std::string& path, bool strict = t
         p.mutable_value().assign(writes[i++].second);  // in place: optimizers keep their handles
     }
     for (auto& [name, b] : model.named_buffers()) b.assign(writes[i++].second);
+}
+
+// The same weights as one NumPy .npy file per tensor, `<dir>/<name>.npy` (dir must exist), for
+// tools that read NumPy arrays.
+template <Floating T>
+void save_weights_npy(const nn::Module<T>& model, const std::string& dir) {
+    for (auto& [name, p] : model.named_parameters()) io::save_npy(dir + "/" + name + ".npy", p.value());
+    for (auto& [name, b] : model.named_buffers()) io::save_npy(dir + "/" + name + ".npy", b);
+}
+
+// Reads every tensor first and checks its shape; writes into the model only when all are good.
+template <Floating T>
+void load_weights_npy(nn::Module<T>& model, const std::string& dir) {
+    std::vector<Tensor<T>> loaded;
+    auto read = [&](const std::string& name, const Tensor<T>& dst) {
+        Tensor<T> t = io::load_npy<T>(dir + "/" + name + ".npy");
+        if (t.shape() != dst.shape())
+            fail<io::io_error>("load_weights_npy", "'", dir, "/", name, ".npy' has shape ", t.shape(), ", the model expects ", dst.shape());
+        loaded.push_back(std::move(t));
+    };
+    for (auto& [name, p] : model.named_parameters()) read(name, p.value());
+    for (auto& [name, b] : model.named_buffers()) read(name, b);
+    std::size_t i = 0;
+    for (auto& [name, p] : model.named_parameters()) p.mutable_value().assign(loaded[i++]);
+    for (auto& [name, b] : model.named_buffers()) b.assign(loaded[i++]);
 }
 
 // Saves the model after each epoch, or only when `monitor` improves (save_best_only).

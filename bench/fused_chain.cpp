@@ -4,29 +4,17 @@
 //
 //   bench_fused_chain [--n N] [--reps R] [--threads T]
 
-#include <tensortape/tensortape.hpp>
+#include "bench_common.hpp"
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
-#include <vector>
 
 namespace tt = tensortape;
-using Clock = std::chrono::steady_clock;
 
 template <class F>
 double median_ms(int reps, F&& f) {
-    std::vector<double> t;
-    for (int r = 0; r < reps; ++r) {
-        const auto t0 = Clock::now();
-        f();
-        t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
+    return bench::median_seconds(reps, std::forward<F>(f)) * 1e3;
 }
 
 int main(int argc, char** argv) {

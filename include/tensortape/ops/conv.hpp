@@ -5,7 +5,6 @@
 
 #include <tensortape/autodiff/eval.hpp>
 #include <tensortape/autodiff/function.hpp>
-#include <tensortape/backend/cpu/activation.hpp>
 #include <tensortape/backend/cpu/conv.hpp>
 
 #include <array>
@@ -23,13 +22,6 @@ struct Conv2dOptions {
 };
 
 namespace detail {
-
-template <Floating T>
-Tensor<T> relu_backward(const Tensor<T>& g, const Tensor<T>& y) {
-    Tensor<T> out(g.shape());
-    cpu::relu_backward(g.data(), y.data(), out.data(), g.numel());
-    return out;
-}
 
 inline cpu::ConvGeometry conv_geometry(const Shape& x, const Shape& w, const Conv2dOptions& o) {
     if (x.rank() != 4) fail<shape_error>("conv2d", "input must be [N, C, H, W], got shape ", x);
@@ -63,8 +55,7 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& w, const std::optional<Var<T>>& b, 
     const bool relu = o.activation == Activation::relu;
     const Tensor<T> saved = relu ? y : Tensor<T>();  // relu's backward reads the output
     return record<T>("conv2d", y, std::move(in), [g, relu, y = saved](BackwardContext& ctx, const Tensor<T>& gy_in, std::span<const Var<T>> in) {
-        // Through the fused activation first: relu'(pre) = [y > 0].
-        const Tensor<T> gy = relu ? detail::relu_backward(gy_in.contiguous(), y) : gy_in.contiguous();
+        const Tensor<T> gy = gy_in.contiguous();
         const Var<T>& x = in[0];
         const Var<T>& w = in[1];
         const bool need_b = in.size() > 2 && in[2].requires_grad();
@@ -73,8 +64,9 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& w, const std::optional<Var<T>>& b, 
         Tensor<T> gw = need_w ? Tensor<T>(w.shape()) : Tensor<T>();
         Tensor<T> gb = need_w ? Tensor<T>(Shape{g.co}) : Tensor<T>();
         const Tensor<T> xc = x.value().contiguous(), wc = w.value().contiguous();
+        // The fused relu's backward (mask dy where y > 0) happens inside, as dy is gathered.
         cpu::conv2d_backward(xc.data(), wc.data(), gy.data(), gx.defined() ? gx.data() : nullptr, need_w ? gw.data() : nullptr,
-                             need_w ? gb.data() : nullptr, g);
+                             need_w ? gb.data() : nullptr, g, relu ? y.data() : nullptr);
         if (gx.defined()) ctx.accumulate(x.node(), std::move(gx));
         if (w.requires_grad()) ctx.accumulate(w.node(), std::move(gw));
         if (need_b) ctx.accumulate(in[2].node(), std::move(gb));

@@ -4,6 +4,7 @@
 
 #include <tensortape/autodiff/eval.hpp>
 #include <tensortape/autodiff/function.hpp>
+#include <tensortape/backend/cpu/activation.hpp>
 #include <tensortape/backend/cpu/gemm.hpp>
 #include <tensortape/ops/conv.hpp>
 
@@ -12,6 +13,13 @@
 namespace tensortape {
 
 namespace detail {
+
+template <Floating T>
+Tensor<T> relu_backward(const Tensor<T>& g, const Tensor<T>& y) {
+    Tensor<T> out(g.shape());
+    cpu::relu_backward(g.data(), y.data(), out.data(), g.numel());
+    return out;
+}
 
 template <Floating T>
 Var<T> linear(const Var<T>& x, const Var<T>& w, const std::optional<Var<T>>& b, Activation act) {

@@ -8,6 +8,7 @@
 // gradient's per-group partial sums are added in group order, so results do not depend on the
 // thread count.
 
+#include <tensortape/backend/cpu/activation.hpp>
 #include <tensortape/backend/cpu/gemm.hpp>
 #include <tensortape/backend/cpu/thread_pool.hpp>
 #include <tensortape/core/allocator.hpp>
@@ -147,9 +148,10 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeome
 }
 
 // Gradients from dy: dx (overwritten; null to skip), dw and db (overwritten; dw and db null to
-// skip them, db alone may be null).
+// skip them, db alone may be null). With relu_out (the output of a fused relu), dy is first
+// masked to where that output is positive, on the way into the group matrix.
 template <class T>
-void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
+void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g, const T* relu_out = nullptr) {
     const std::int64_t P = g.pixels(), image = g.c * g.h * g.w, wsize = g.co * g.patch();
     const std::int64_t groups = g.groups();
     std::vector<T> partial(dw ? static_cast<std::size_t>(groups * (wsize + g.co)) : 0);
@@ -163,8 +165,12 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
         // dy of the group as one [CO, G*P] matrix.
         Scratch<T> dyw(g.co * ld), cols(g.patch() * ld);
         for (std::int64_t n = n0; n < n1; ++n)
-            for (std::int64_t o = 0; o < g.co; ++o)
-                std::memcpy(dyw.p + o * ld + (n - n0) * P, dy + (n * g.co + o) * P, static_cast<std::size_t>(P) * sizeof(T));
+            for (std::int64_t o = 0; o < g.co; ++o) {
+                T* dst = dyw.p + o * ld + (n - n0) * P;
+                const std::int64_t at = (n * g.co + o) * P;
+                if (relu_out) relu_backward(dy + at, relu_out + at, dst, P);
+                else std::memcpy(dst, dy + at, static_cast<std::size_t>(P) * sizeof(T));
+            }
         if (dw) {
             T* pw = partial.data() + gi * (wsize + g.co);
             for (std::int64_t n = n0; n < n1; ++n) im2col(x + n * image, g, cols.p + (n - n0) * P, ld);

@@ -5,6 +5,7 @@
 // Work is handed out in fixed chunks by an atomic counter; the caller takes chunks too, so a
 // loop of one chunk never wakes a worker.
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -125,11 +126,22 @@ inline ThreadPool& pool() {
 inline void set_num_threads(int n) { detail::pool().resize(n < 1 ? 1 : n); }
 inline int num_threads() { return detail::pool().size(); }
 
-// Runs f(i) for every i in [0, n), spread over the pool.
+// Runs f(i) for every i in [0, n), spread over the pool. Indices are handed out in contiguous
+// blocks, several per thread (for balance), so a loop over thousands of small items (the planes
+// of a pooling layer) does not pay an atomic increment and an indirect call per item.
 template <class F>
 void parallel_for(std::int64_t n, F&& f) {
-    const std::function<void(std::int64_t)> job = std::ref(f);
-    detail::pool().run(n, job);
+    const std::int64_t threads = detail::pool().size();
+    if (threads <= 1 || n <= 1) {
+        for (std::int64_t i = 0; i < n; ++i) f(i);
+        return;
+    }
+    const std::int64_t block = std::max<std::int64_t>(1, n / (threads * 8));
+    const std::int64_t blocks = (n + block - 1) / block;
+    const std::function<void(std::int64_t)> job = [&](std::int64_t b) {
+        for (std::int64_t i = b * block, end = std::min(n, (b + 1) * block); i < end; ++i) f(i);
+    };
+    detail::pool().run(blocks, job);
 }
 
 }  // namespace tensortape

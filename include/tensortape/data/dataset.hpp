@@ -78,13 +78,15 @@ struct Dataset {
 
     std::int64_t size() const { return x.defined() && x.rank() > 0 ? x.shape()[0] : 0; }
 
-    // Rows [begin, end) as a new data set that owns copies of them.
+    // Rows [begin, end) as a data set that shares their storage (no copy: a range of rows of a
+    // contiguous tensor is contiguous, so it batches like any other). Splitting 60,000 images
+    // into train and validation thus costs no memory.
     Dataset slice(std::int64_t begin, std::int64_t end) const {
         check("Dataset::slice");
         if (begin < 0 || end < begin || end > size())
             fail<value_error>("Dataset::slice", "rows [", begin, ", ", end, ") are not within the ", size(),
                               " examples (need 0 <= begin <= end <= ", size(), ")");
-        return Dataset{copy_range(x, begin, end), copy_range(y, begin, end)};
+        return Dataset{x.contiguous().slice(0, begin, end), y.contiguous().slice(0, begin, end)};
     }
 
     // The given rows, in the given order (repeats allowed), as a new data set.
@@ -106,15 +108,6 @@ private:
         if (!x.defined() || !y.defined() || x.rank() < 1 || y.rank() < 1 || x.shape()[0] != y.shape()[0])
             fail<shape_error>(op, "x and y must be defined and agree on axis 0, got shapes ", x.shape(), " and ",
                               y.shape(), " (build data sets with Dataset::make)");
-    }
-    static Tensor<T> copy_range(const Tensor<T>& t, std::int64_t begin, std::int64_t end) {
-        Tensor<T> out(detail::with_rows(t, end - begin));
-        const Tensor<T> src = t.contiguous();
-        const std::size_t n = detail::row_elements(src);
-        if (n != 0 && end > begin)
-            std::memcpy(out.data(), src.data() + static_cast<std::size_t>(begin) * n,
-                        static_cast<std::size_t>(end - begin) * n * sizeof(T));
-        return out;
     }
 };
 

@@ -89,7 +89,7 @@ TEST_CASE("gemm: fused epilogue adds row or column bias and applies relu") {
 
 TEST_CASE("gemm: an A packed once serves several products, narrow and wide") {
     for (bool ta : {false, true})
-        for (int n : {5, 37}) {
+        for (int n : {3, 37}) {  // narrow (at most one vector, even on SSE2) and wide
             const int m = 13, k = 300;
             tt::Generator gen(static_cast<std::uint64_t>(n));
             std::vector<float> a(m * k), b(k * n), c1(m * n), c2(m * n);
@@ -101,6 +101,6 @@ TEST_CASE("gemm: an A packed once serves several products, narrow and wide") {
                 tt::cpu::gemm<float>(ta, false, m, n, k, 1.f, a.data(), ta ? m : k, b.data(), n, 0.f, c2.data(), n);
                 for (int i = 0; i < m * n; ++i) CHECK(c1[i] == doctest::Approx(c2[i]).epsilon(1e-5));
             }
-            CHECK_THROWS_AS(tt::cpu::gemm<float>(packed, n == 5 ? 37 : 5, false, b.data(), n, 1.f, 0.f, c1.data(), n), tt::value_error);
+            CHECK_THROWS_AS(tt::cpu::gemm<float>(packed, n == 3 ? 37 : 3, false, b.data(), n, 1.f, 0.f, c1.data(), n), tt::value_error);
         }
 }

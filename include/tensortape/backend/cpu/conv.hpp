@@ -116,6 +116,22 @@ T sum(const T* p, std::int64_t n) {
     return s;
 }
 
+// Dot product of n contiguous values, vectorised, with two accumulators for the add latency.
+template <class T>
+T dot(const T* a, const T* b, std::int64_t n) {
+    using B = simd::batch<T>;
+    constexpr std::int64_t W = simd::width<T>;
+    B a0(T(0)), a1(T(0));
+    std::int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        a0 = simd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), a0);
+        a1 = simd::fma(B::load_unaligned(a + i + W), B::load_unaligned(b + i + W), a1);
+    }
+    T s = simd::reduce_add(a0 + a1);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
 // A per-thread scratch block for one image's im2col matrix.
 template <class T>
 struct Scratch {
@@ -174,7 +190,14 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
         if (dw) {
             T* pw = partial.data() + gi * (wsize + g.co);
             for (std::int64_t n = n0; n < n1; ++n) im2col(x + n * image, g, cols.p + (n - n0) * P, ld);
-            gemm<T>(false, true, g.co, g.patch(), ld, T(1), dyw.p, ld, cols.p, ld, T(0), pw, g.patch());
+            if (g.patch() <= 16) {
+                // A first layer (one input channel, 3x3: 9 patch rows): a GEMM this thin is all
+                // packing, while each weight gradient is a plain long dot product.
+                for (std::int64_t o = 0; o < g.co; ++o)
+                    for (std::int64_t q = 0; q < g.patch(); ++q) pw[o * g.patch() + q] = dot(dyw.p + o * ld, cols.p + q * ld, ld);
+            } else {
+                gemm<T>(false, true, g.co, g.patch(), ld, T(1), dyw.p, ld, cols.p, ld, T(0), pw, g.patch());
+            }
             for (std::int64_t o = 0; o < g.co; ++o) pw[wsize + o] = sum(dyw.p + o * ld, ld);
         }
         if (dx) {

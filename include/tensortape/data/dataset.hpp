@@ -13,13 +13,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <numeric>
 #include <span>
 #include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include <sys/stat.h>
 
 namespace tensortape::data {
 
@@ -211,16 +212,21 @@ struct MnistData {
 
 namespace detail {
 
+// stat() rather than <filesystem>: that header alone adds half a second to every file that
+// includes tensortape.
+inline bool is_file_type(const std::string& path, unsigned type) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IFMT) == type;
+}
+
 // The plain file when present, else the gzip'd one.
 inline std::string find_mnist_file(const std::string& dir, const std::string& name) {
-    const std::filesystem::path base = std::filesystem::path(dir) / name;
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(base, ec)) return base.string();
-    const std::filesystem::path gz = std::filesystem::path(dir) / (name + ".gz");
-    if (std::filesystem::is_regular_file(gz, ec)) return gz.string();
-    const bool has_dir = std::filesystem::is_directory(dir, ec);
-    fail<data_error>("load_mnist", "found neither ", quoted(base.string()), " nor ", quoted(gz.string()),
-                     has_dir ? "" : " (the directory does not exist)");
+    const std::string base = dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
+    if (is_file_type(base, S_IFREG)) return base;
+    const std::string gz = base + ".gz";
+    if (is_file_type(gz, S_IFREG)) return gz;
+    const bool has_dir = is_file_type(dir, S_IFDIR);
+    fail<data_error>("load_mnist", "found neither ", quoted(base), " nor ", quoted(gz), has_dir ? "" : " (the directory does not exist)");
 }
 
 template <Floating T>

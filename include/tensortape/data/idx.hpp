@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <memory>
 #include <ostream>
@@ -26,6 +25,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <sys/stat.h>
 
 // The macro says the build links zlib; the header alone would compile but fail to link.
 #if defined(TENSORTAPE_HAS_ZLIB) && TENSORTAPE_HAS_ZLIB
@@ -115,9 +116,8 @@ inline std::vector<std::uint8_t> read_file_bytes(const char* op, const std::stri
     const std::unique_ptr<std::FILE, Close> f(std::fopen(path.c_str(), "rb"));
     if (!f) fail<data_error>(op, "cannot open ", quoted(path), ": ", std::strerror(errno));
     std::vector<std::uint8_t> out;
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (!ec) out.reserve(static_cast<std::size_t>(size));
+    struct stat st {};
+    if (::fstat(::fileno(f.get()), &st) == 0 && st.st_size > 0) out.reserve(static_cast<std::size_t>(st.st_size));
     errno = 0;
     std::uint8_t chunk[1 << 16];
     std::size_t n = 0;

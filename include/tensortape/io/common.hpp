@@ -13,7 +13,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -171,8 +170,8 @@ public:
         committed_ = true;
         // Makes the rename itself durable. The new file is already in place, so a failure here
         // is not reported: throwing would tell the caller the save failed when it did not.
-        std::filesystem::path dir = std::filesystem::path(path_).parent_path();
-        if (dir.empty()) dir = ".";
+        const std::size_t slash = path_.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
         const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             (void)::fsync(dfd);

@@ -130,6 +130,9 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = B(T(0));
+    // The C tile is read (beta) and written after the loop: start bringing it in now.
+    for (int i = 0; i < rows; ++i) __builtin_prefetch(c + i * ldc, 1);
+#pragma GCC unroll 2
     for (std::int64_t p = 0; p < kc; ++p) {
         B bv[NV];
 #pragma GCC unroll 4

@@ -29,7 +29,7 @@ double median_seconds(int reps, F&& f) {
 inline double fma_peak_gflops(int threads) {
     using B = tensortape::simd::batch<float>;
     constexpr int chains = 16;
-    const long iters = 4'000'000;
+    const long iters = 40'000'000;
     std::vector<float> sink(static_cast<std::size_t>(threads));
     auto work = [&](int t) {
         B acc[chains];

@@ -44,7 +44,7 @@ void run(const Case& cs, int threads, double peak, int reps, const char* dtype) 
     };
     blas();
     t_blas = bench::median_seconds(reps, blas);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let OpenBLAS's workers stop spinning
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let OpenBLAS's workers stop spinning
 #endif
     const double g_ours = flops / t_ours / 1e9;
     const double g_blas = t_blas > 0 ? flops / t_blas / 1e9 : 0;
@@ -56,6 +56,12 @@ void run(const Case& cs, int threads, double peak, int reps, const char* dtype) 
 
 int main(int argc, char** argv) {
     const bool quick = argc > 1 && !std::strcmp(argv[1], "--quick");
+#ifdef TENSORTAPE_BENCH_OPENBLAS
+    // OpenBLAS starts its workers when the library loads and they spin for a while: left alone they
+    // take the second core from the FMA probe (which then shows no 2-thread scaling) and from us.
+    openblas_set_num_threads(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+#endif
     const double peak1 = bench::fma_peak_gflops(1), peak2 = bench::fma_peak_gflops(2);
     std::printf("{\"bench\": \"fma_peak\", \"threads\": 1, \"gflops\": %.1f}\n{\"bench\": \"fma_peak\", \"threads\": 2, \"gflops\": %.1f, "
                 "\"scaling\": %.2f, \"usable\": %s}\n",

@@ -222,3 +222,41 @@ TEST_CASE("a user-defined module composed of others has dotted names and trains"
     tt::backward(tt::sum(m(x)));
     for (auto& [n, p] : names) CHECK(p.has_grad());
 }
+
+TEST_CASE("optimizer state saved to a file resumes training identically; a wrong kind is refused") {
+    TempDir dir;
+    const std::string path = (dir.path / "adam.safetensors").string();
+    auto make = [] {
+        auto m = std::make_shared<nn::Sequential<float>>();
+        tt::Generator g(5);
+        m->add<nn::Dense>(2, 3, tt::Activation::none, true, nn::Init::glorot_uniform, g);
+        return m;
+    };
+    auto x = tt::constant(tt::from_values<float>({2, 2}, {0.5f, -1.f, 2.f, 0.25f}));
+    auto step = [&](nn::Sequential<float>& m, tt::optim::Optimizer<float>& opt) {
+        opt.zero_grad();
+        tt::backward(tt::sum(tt::square(m(x))));
+        opt.step();
+    };
+    auto a = make();
+    tt::optim::Adam<float> adam_a(a->parameters(), 0.01);
+    step(*a, adam_a);
+    step(*a, adam_a);
+    adam_a.lr = 0.005;
+    tt::train::save_weights(*a, (dir.path / "w.safetensors").string());
+    tt::train::save_optimizer(adam_a, path);
+
+    auto b = make();
+    tt::train::load_weights(*b, (dir.path / "w.safetensors").string());
+    tt::optim::Adam<float> adam_b(b->parameters(), 0.01);
+    tt::train::load_optimizer(adam_b, path);
+    CHECK(adam_b.lr == doctest::Approx(0.005));
+    CHECK(adam_b.step_count() == 2);
+    step(*a, adam_a);
+    step(*b, adam_b);
+    for (std::int64_t k = 0; k < 6; ++k)
+        CHECK(a->named_parameters()[0].second.value().data()[k] == b->named_parameters()[0].second.value().data()[k]);
+
+    tt::optim::SGD<float> sgd(b->parameters(), 0.1);
+    CHECK_THROWS_WITH_AS(tt::train::load_optimizer(sgd, path), doctest::Contains("holds the state of 'adam', not of 'sgd'"), tt::error);
+}

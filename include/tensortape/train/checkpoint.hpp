@@ -7,9 +7,12 @@
 #include <tensortape/io/npy.hpp>
 #include <tensortape/io/safetensors.hpp>
 #include <tensortape/nn/module.hpp>
+#include <tensortape/optim/optimizer.hpp>
 #include <tensortape/train/callbacks.hpp>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <set>
 #include <string>
@@ -75,6 +78,32 @@ void load_weights_npy(nn::Module<T>& model, const std::string& dir) {
     std::size_t i = 0;
     for (auto& [name, p] : model.named_parameters()) p.mutable_value().assign(loaded[i++]);
     for (auto& [name, b] : model.named_buffers()) b.assign(loaded[i++]);
+}
+
+// An optimizer's state (step counts, moment buffers) and learning rate, in safetensors, so that
+// training can resume where it stopped. The optimizer's name goes into the metadata.
+template <Floating T>
+void save_optimizer(const optim::Optimizer<T>& opt, const std::string& path) {
+    std::vector<io::TensorEntry> entries;
+    for (const auto& [name, t] : opt.state()) entries.push_back(io::entry(name, t));
+    char lr[64];
+    std::snprintf(lr, sizeof lr, "%.17g", opt.lr);
+    io::save_safetensors(path, entries, {{"optimizer", opt.name()}, {"lr", lr}, {"writer", "tensortape"}});
+}
+
+// Restores what save_optimizer wrote into an optimizer of the same kind over the same parameters;
+// on any mismatch (kind, names, shapes, dtype) it throws and the optimizer is left as it was.
+template <Floating T>
+void load_optimizer(optim::Optimizer<T>& opt, const std::string& path) {
+    const io::SafetensorsFile file = io::load_safetensors(path);
+    const auto kind = file.metadata.find("optimizer");
+    if (kind == file.metadata.end() || kind->second != opt.name())
+        fail<io::io_error>("load_optimizer", "'", path, "' holds the state of ",
+                           kind == file.metadata.end() ? std::string("no optimizer") : "'" + kind->second + "'", ", not of '", opt.name(), "'");
+    optim::StateDict<T> state;
+    for (const auto& e : file.tensors) state.emplace_back(e.name, io::as_tensor<T>(e));
+    opt.load_state(state);
+    if (const auto lr = file.metadata.find("lr"); lr != file.metadata.end()) opt.lr = std::strtod(lr->second.c_str(), nullptr);
 }
 
 // Saves the model after each epoch, or only when `monitor` improves (save_best_only).

@@ -141,3 +141,17 @@ TEST_CASE("losses: values and gradients") {
     CHECK(mse(tt::constant(tt::from_values<double>({2}, {1, 3})), tt::from_values<double>({2}, {0, 1})).item() == doctest::Approx(2.5));
     CHECK_THROWS_AS(mse(tt::constant(z), labels), tt::shape_error);
 }
+
+TEST_CASE("batch_norm and layer_norm: bad shapes name the op and the shapes") {
+    auto rm = tt::zeros<double>({3}), rv = tt::ones<double>({3});
+    auto g3 = tt::param(tt::ones<double>({3})), b3 = tt::param(tt::zeros<double>({3}));
+    CHECK_THROWS_WITH_AS(tt::batch_norm(tt::param(tt::zeros<double>({4, 5})), g3, b3, rm, rv),
+                         doctest::Contains("batch_norm: parameter of shape [3] for 5 channels"), tt::shape_error);
+    CHECK_THROWS_WITH_AS(tt::batch_norm(tt::param(tt::zeros<double>({4, 3, 2})), g3, b3, rm, rv),
+                         doctest::Contains("batch_norm: input must be [N, C] or [N, C, H, W], got shape [4, 3, 2]"), tt::shape_error);
+    CHECK_THROWS_AS(tt::batch_norm(tt::param(tt::zeros<double>({1, 3})), g3, b3, rm, rv), tt::value_error);  // one value per channel
+    CHECK(rm(0) == 0.0);  // refused calls leave the running statistics alone
+    CHECK_THROWS_WITH_AS(tt::layer_norm(tt::param(tt::zeros<double>({2, 4})), g3, b3),
+                         doctest::Contains("layer_norm: gamma [3] and beta [3] must both match the trailing axes of input [2, 4]"),
+                         tt::shape_error);
+}

@@ -100,13 +100,8 @@ void backward(const Var<T>& output, const Tensor<T>& gradient = {}, BackwardOpti
         auto& node = static_cast<VarNode<T>&>(*leaf);
         Tensor<T> g = ctx.take<T>(node);
         if (!g.defined()) continue;
-        if (!node.grad.defined()) {
-            node.grad = std::move(g);
-        } else {
-            T* d = node.grad.data();
-            const T* s = g.data();
-            for (std::int64_t i = 0, n = g.numel(); i < n; ++i) d[i] += s[i];
-        }
+        if (!node.grad.defined()) node.grad = std::move(g);
+        else detail::add_into(node.grad, g);
     }
 }
 template <Floating T>

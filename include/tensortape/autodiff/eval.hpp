@@ -124,10 +124,7 @@ double run_sum(const E& e) {
             }
             for (; j < c.col1; ++j) total += static_cast<double>(k.template fwd<T>(j).v);
         }
-        // Chunk index from its position: rows and columns identify it uniquely.
-        const std::int64_t per_row = plan.cols_per_chunk < plan.cols ? (plan.cols + plan.cols_per_chunk - 1) / plan.cols_per_chunk : 0;
-        const std::int64_t idx = per_row ? c.row0 * per_row + c.col0 / plan.cols_per_chunk : c.row0 / plan.rows_per_chunk;
-        partial[static_cast<std::size_t>(idx)] = total;
+        partial[static_cast<std::size_t>(c.index)] = total;
     });
     double s = 0.0;
     for (double p : partial) s += p;

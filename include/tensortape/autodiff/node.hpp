@@ -61,6 +61,17 @@ inline std::uint64_t next_seq() {
     return counter.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
+// acc += g, elementwise; acc is a contiguous gradient buffer of g's shape.
+template <Floating T>
+void add_into(Tensor<T>& acc, const Tensor<T>& g) {
+    if (acc.shape() != g.shape())
+        fail<autodiff_error>("backward", "gradient of shape ", g.shape(), " for a node of shape ", acc.shape());
+    const Tensor<T> src = g.contiguous();
+    T* d = acc.data();
+    const T* s = src.data();
+    for (std::int64_t i = 0, n = acc.numel(); i < n; ++i) d[i] += s[i];
+}
+
 inline bool& grad_mode() {
     thread_local bool enabled = true;
     return enabled;
@@ -128,13 +139,7 @@ public:
             v = std::move(g);
             return;
         }
-        auto& acc = std::get<Tensor<T>>(v);
-        if (acc.shape() != g.shape())
-            fail<autodiff_error>("backward", "gradient of shape ", g.shape(), " for a node of shape ", acc.shape());
-        const Tensor<T> src = g.contiguous();
-        T* d = acc.data();
-        const T* s = src.data();
-        for (std::int64_t i = 0, n = acc.numel(); i < n; ++i) d[i] += s[i];
+        detail::add_into(std::get<Tensor<T>>(v), g);
     }
 
     // Takes the gradient of `node` out of the context (frees the slot).

@@ -77,6 +77,7 @@ Layout<N> make_layout(const Shape& shape, const std::array<Strides, N>& strides)
 // A piece of work: rows [row0, row1), and within each row the columns [col0, col1).
 struct Chunk {
     std::int64_t row0, row1, col0, col1;
+    std::int64_t index;  // position in the plan: where a reduction stores this chunk's partial
 };
 
 struct ChunkPlan {
@@ -85,10 +86,10 @@ struct ChunkPlan {
         if (cols_per_chunk < cols) {  // long rows: several chunks per row
             const std::int64_t per_row = (cols + cols_per_chunk - 1) / cols_per_chunk;
             const std::int64_t r = i / per_row, c = (i % per_row) * cols_per_chunk;
-            return {r, r + 1, c, std::min(cols, c + cols_per_chunk)};
+            return {r, r + 1, c, std::min(cols, c + cols_per_chunk), i};
         }
         const std::int64_t r = i * rows_per_chunk;
-        return {r, std::min(rows, r + rows_per_chunk), 0, cols};
+        return {r, std::min(rows, r + rows_per_chunk), 0, cols, i};
     }
 };
 

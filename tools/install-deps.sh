@@ -4,7 +4,7 @@
 #   bash tools/install-deps.sh [--data] [--bench]
 set -euo pipefail
 
-base=(g++ cmake make git xtensor-dev libxsimd-dev xtl-dev doctest-dev zlib1g-dev pkg-config)
+base=(g++ cmake make git xtensor-dev libxsimd-dev xtl-dev doctest-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin)
 data=(dataset-fashion-mnist)
 bench=(python3-torch python3-numpy libopenblas-dev libbenchmark-dev time)
 

@@ -27,6 +27,7 @@
 #include <tensortape/ops/norm.hpp>
 
 #include <tensortape/data/data.hpp>
+#include <tensortape/dist/dist.hpp>
 #include <tensortape/io/io.hpp>
 #include <tensortape/nn/nn.hpp>
 #include <tensortape/optim/optim.hpp>

@@ -128,3 +128,29 @@ TEST_CASE("engine: update() writes an expression into a Var in place") {
                          tt::shape_error);
     CHECK(w.value()(0) == 0.5);  // a refused update leaves the value as it was
 }
+
+TEST_CASE("backward: a leaf's grad_ready_hook runs once, as soon as its gradient is complete") {
+    // y = w2 * relu(w1 * x): w2's gradient is complete before w1's is computed.
+    auto x = tt::constant(tt::full<double>({4}, 2.0));
+    auto w1 = tt::param(tt::full<double>({4}, 0.5));
+    auto w2 = tt::param(tt::full<double>({4}, 3.0));
+    std::vector<std::string> events;
+    w1.set_grad_ready_hook([&] { events.push_back(w2.has_grad() ? "w1 after w2" : "w1 first"); });
+    w2.set_grad_ready_hook([&] { events.push_back(w1.has_grad() ? "w2 after w1" : "w2 while w1 pending"); });
+    tt::Var<double> h = tt::relu(w1 * x);
+    tt::Var<double> y = tt::sum(w2 * h + w2);  // w2 used twice in one expression: one hook call
+    tt::backward(y);
+    CHECK(events == std::vector<std::string>{"w2 while w1 pending", "w1 after w2"});
+    CHECK(w2.grad().data()[0] == doctest::Approx(2.0));
+    CHECK(w1.grad().data()[0] == doctest::Approx(6.0));
+    // grad() leaves .grad() alone and calls no hooks.
+    tt::Var<double> z = tt::sum(w2 * w2);
+    (void)tt::grad(z, {w2});
+    CHECK(events.size() == 2);
+    // A leaf that is the output itself still gets its hook.
+    tt::backward(w2, tt::ones<double>({4}));
+    CHECK(events.size() == 3);
+    w2.set_grad_ready_hook({});
+    tt::backward(w2, tt::ones<double>({4}));
+    CHECK(events.size() == 3);
+}

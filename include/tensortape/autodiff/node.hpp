@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -42,6 +43,10 @@ struct NodeBase {
     bool requires_grad = false;
     bool released = false;                // its GradFn was freed by a backward pass
     std::string name;                     // optional, for error messages ("0.weight")
+    // Leaves only: called by backward() as soon as this leaf's gradient for the pass is complete
+    // and accumulated into .grad, while the rest of the pass is still running. Gradient reducers
+    // use it to start communicating early (see dist/data_parallel.hpp).
+    std::function<void()> grad_ready_hook;
 
     bool is_leaf() const { return !grad_fn && !released; }
 };

@@ -6,6 +6,7 @@
 #include <tensortape/autodiff/node.hpp>
 #include <tensortape/core/tensor.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -70,6 +71,13 @@ public:
     void set_requires_grad(bool on) {
         if (!is_leaf()) fail<autodiff_error>("set_requires_grad", "only leaves can change requires_grad");
         node().requires_grad = on;
+    }
+
+    // f() runs during backward() right after this leaf's gradient is complete (see NodeBase);
+    // an empty function removes the hook. One hook per leaf: a second call replaces the first.
+    void set_grad_ready_hook(std::function<void()> f) {
+        if (!is_leaf()) fail<autodiff_error>("set_grad_ready_hook", "only leaves have a gradient to be ready");
+        node().grad_ready_hook = std::move(f);
     }
 
     const std::string& name() const { return node().name; }

@@ -127,18 +127,35 @@ std::pair<Dataset<T>, Dataset<T>> split(const Dataset<T>& d, double first_fracti
     return {d.slice(0, first), d.slice(first, n)};
 }
 
+// Which share of each batch a data-parallel rank reads.
+struct Shard {
+    int rank = 0;
+    int size = 1;
+};
+
 // Batches over a data set. The data set's tensors are shared, not copied. Epoch 0 is ready on
 // construction; call start_epoch(e) before each later epoch.
+//
+// With a Shard of several ranks (the distributed sampler), batch_size is the global batch: every
+// rank draws the same order from the shared seed and takes its contiguous part of each batch,
+// rank r rows [b*r/size, b*(r+1)/size). So N replicas together see exactly the batches one
+// process would, split into N micro-batches in rank order. A last batch with fewer rows than
+// ranks is dropped, so that no rank gets an empty one.
 template <Floating T>
 class DataLoader {
 public:
-    DataLoader(const Dataset<T>& d, std::int64_t batch_size, bool shuffle, std::uint64_t seed)
-        : batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
+    DataLoader(const Dataset<T>& d, std::int64_t batch_size, bool shuffle, std::uint64_t seed, Shard shard = {})
+        : batch_size_(batch_size), shuffle_(shuffle), seed_(seed), shard_(shard) {
         if (!d.x.defined() || !d.y.defined() || d.x.rank() < 1 || d.y.rank() < 1 || d.x.shape()[0] != d.y.shape()[0])
             fail<shape_error>("DataLoader", "x and y must be defined and agree on axis 0, got shapes ", d.x.shape(),
                               " and ", d.y.shape(), " (build data sets with Dataset::make)");
         if (batch_size <= 0) fail<value_error>("DataLoader", "batch_size must be positive, got ", batch_size);
         if (d.size() == 0) fail<value_error>("DataLoader", "the data set has no examples");
+        if (shard.size < 1 || shard.rank < 0 || shard.rank >= shard.size)
+            fail<value_error>("DataLoader", "shard rank ", shard.rank, " of ", shard.size, " is not a valid rank");
+        if (d.size() < shard.size || batch_size < shard.size)
+            fail<value_error>("DataLoader", "a batch of ", std::min(d.size(), batch_size), " examples cannot be shared by ", shard.size,
+                              " ranks (data set of ", d.size(), ", batch_size ", batch_size, ")");
         data_ = Dataset<T>{d.x.contiguous(), d.y.contiguous()};
         order_.resize(static_cast<std::size_t>(d.size()));
         start_epoch(0);
@@ -147,7 +164,13 @@ public:
     std::int64_t size() const { return data_.size(); }
     std::int64_t batch_size() const { return batch_size_; }
     // Batches per epoch; the last one is short when batch_size does not divide size().
-    std::int64_t batches() const { return (size() + batch_size_ - 1) / batch_size_; }
+    std::int64_t batches() const {
+        const std::int64_t rest = size() % batch_size_;
+        return size() / batch_size_ + (rest > 0 && rest >= shard_.size ? 1 : 0);
+    }
+    const Shard& shard() const { return shard_; }
+    // Rows of the whole batch (all ranks together) that the last next() took a part of.
+    std::int64_t global_batch_rows() const { return global_rows_; }
 
     // Rewinds and, when shuffling, draws the epoch's order from (seed, epoch) alone, so an epoch
     // can be replayed, or a run resumed, without replaying the ones before it.
@@ -170,12 +193,14 @@ public:
     // is replaced rather than overwritten under its other owners.
     bool next(Tensor<T>& xb, Tensor<T>& yb) {
         const std::int64_t n = size();
-        if (pos_ >= n) return false;
         const std::int64_t b = std::min(batch_size_, n - pos_);
-        const std::span<const std::int64_t> rows(order_.data() + pos_, static_cast<std::size_t>(b));
+        if (b <= 0 || b < shard_.size) return false;
+        const std::int64_t first = b * shard_.rank / shard_.size, last = b * (shard_.rank + 1) / shard_.size;
+        const std::span<const std::int64_t> rows(order_.data() + pos_ + first, static_cast<std::size_t>(last - first));
         fill(data_.x, rows, xb);
         fill(data_.y, rows, yb);
         pos_ += b;
+        global_rows_ = b;
         return true;
     }
 
@@ -201,8 +226,9 @@ private:
     std::int64_t batch_size_;
     bool shuffle_;
     std::uint64_t seed_;
+    Shard shard_;
     std::vector<std::int64_t> order_;
-    std::int64_t pos_ = 0;
+    std::int64_t pos_ = 0, global_rows_ = 0;
 };
 
 template <Floating T>

@@ -21,6 +21,10 @@ public:
     // Returns true to stop training after this epoch.
     virtual bool on_epoch_end(int /*epoch*/, const Logs&, nn::Module<T>&) { return false; }
     virtual void on_train_end(nn::Module<T>&, History&) {}
+    // In data-parallel training every rank runs the callbacks (they see the same averaged logs,
+    // so early stopping decides alike everywhere), except those that write files: only rank 0
+    // runs a callback that returns true here.
+    virtual bool rank_zero_only() const { return false; }
 };
 
 // A copy of a model's parameters and buffers, to go back to.
@@ -116,6 +120,7 @@ template <Floating T>
 class CSVLogger : public Callback<T> {
 public:
     explicit CSVLogger(std::string path) : path_(std::move(path)) {}
+    bool rank_zero_only() const override { return true; }
 
     void on_train_begin(nn::Module<T>&) override {
         file_.open(path_, std::ios::trunc);

@@ -110,6 +110,7 @@ void load_optimizer(optim::Optimizer<T>& opt, const std::string& path) {
 template <Floating T>
 class ModelCheckpoint : public Callback<T> {
 public:
+    bool rank_zero_only() const override { return true; }
     struct Options {
         std::string path;
         std::string monitor = "val_loss";

@@ -6,6 +6,7 @@
 
 #include <tensortape/autodiff/engine.hpp>
 #include <tensortape/data/dataset.hpp>
+#include <tensortape/dist/data_parallel.hpp>
 #include <tensortape/nn/loss.hpp>
 #include <tensortape/nn/module.hpp>
 #include <tensortape/optim/optimizer.hpp>
@@ -13,6 +14,7 @@
 #include <tensortape/train/history.hpp>
 #include <tensortape/train/progress.hpp>
 
+#include <array>
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -34,6 +36,10 @@ struct FitOptions {
     std::optional<bool> terminal;  // progress bar on a terminal; default: whether stdout is one
     std::ostream* out = &std::cout;
     std::vector<std::shared_ptr<Callback<T>>> callbacks;
+    // Data-parallel training: this rank reads its part of every global batch of batch_size
+    // examples, gradients are averaged across ranks before each step, metrics are averaged
+    // across ranks, and only rank 0 prints and runs file-writing callbacks. Every rank calls fit.
+    dist::DataParallel<T>* data_parallel = nullptr;
 };
 
 struct EvalResult {
@@ -79,6 +85,48 @@ EvalResult evaluate(nn::Module<T>& model, const nn::Loss<T>& loss, const data::D
     return r;
 }
 
+namespace detail {
+
+// Sums of a few figures over the ranks, added in rank order so every rank gets the same bits
+// (and so the same early-stopping decision).
+template <Floating T, std::size_t N>
+std::array<double, N> sum_over_ranks(dist::DataParallel<T>* dp, std::array<double, N> local) {
+    if (!dp || dp->size() == 1) return local;
+    std::vector<double> all(N * static_cast<std::size_t>(dp->size()));
+    dp->comm().all_gather(std::span<const double>(local), std::span<double>(all));
+    std::array<double, N> out{};
+    for (std::size_t r = 0; r < static_cast<std::size_t>(dp->size()); ++r)
+        for (std::size_t i = 0; i < N; ++i) out[i] += all[r * N + i];
+    return out;
+}
+
+// Rank 0's buffers (running statistics) to every rank, so that all evaluate the same model.
+template <Floating T>
+void broadcast_buffers(nn::Module<T>& model, dist::DataParallel<T>* dp) {
+    if (!dp || dp->size() == 1) return;
+    for (auto& [name, b] : model.named_buffers()) dp->broadcast(b, 0);
+}
+
+// evaluate() over this rank's contiguous part of d, summed over the ranks.
+template <Floating T>
+EvalResult evaluate_sharded(nn::Module<T>& model, const nn::Loss<T>& loss, const data::Dataset<T>& d, std::int64_t batch_size,
+                            dist::DataParallel<T>* dp) {
+    if (!dp || dp->size() == 1) return evaluate(model, loss, d, batch_size);
+    const std::int64_t n = d.size(), r = dp->rank(), ranks = dp->size();
+    const auto part = d.slice(n * r / ranks, n * (r + 1) / ranks);
+    const EvalResult mine = part.size() > 0 ? evaluate(model, loss, part, batch_size) : EvalResult{};
+    const auto sums = sum_over_ranks<T, 3>(dp, {mine.loss * double(mine.examples), mine.accuracy * double(mine.examples), double(mine.examples)});
+    EvalResult out;
+    out.examples = static_cast<std::int64_t>(sums[2]);
+    if (sums[2] > 0) {
+        out.loss = sums[0] / sums[2];
+        out.accuracy = sums[1] / sums[2];
+    }
+    return out;
+}
+
+}  // namespace detail
+
 // The model's outputs for every row of x, in evaluation mode.
 template <Floating T>
 Tensor<T> predict(nn::Module<T>& model, const Tensor<T>& x, std::int64_t batch_size = 256) {
@@ -108,10 +156,16 @@ History fit(nn::Module<T>& model, optim::Optimizer<T>& opt, const nn::Loss<T>& l
         held_out = std::move(b);
         validation = &*held_out;
     }
-    data::DataLoader<T> loader(train_part, o.batch_size, o.shuffle, o.seed);
-    Progress progress(*o.out, o.verbose, o.terminal.value_or(Progress::stdout_is_terminal()));
+    dist::DataParallel<T>* dp = o.data_parallel;
+    const int rank = dp ? dp->rank() : 0, ranks = dp ? dp->size() : 1;
+    data::DataLoader<T> loader(train_part, o.batch_size, o.shuffle, o.seed, data::Shard{rank, ranks});
+    Progress progress(*o.out, o.verbose && rank == 0, o.terminal.value_or(Progress::stdout_is_terminal()));
+    std::vector<Callback<T>*> callbacks;
+    for (auto& cb : o.callbacks)
+        if (rank == 0 || !cb->rank_zero_only()) callbacks.push_back(cb.get());
     History history;
-    for (auto& cb : o.callbacks) cb->on_train_begin(model);
+    detail::broadcast_buffers(model, dp);
+    for (auto* cb : callbacks) cb->on_train_begin(model);
     model.train();
     Tensor<T> xb, yb;
     for (int epoch = 0; epoch < o.epochs; ++epoch) {
@@ -126,33 +180,43 @@ History fit(nn::Module<T>& model, optim::Optimizer<T>& opt, const nn::Loss<T>& l
             const Var<T> pred = model(constant(xb));
             const Var<T> l = loss(pred, yb);
             const double lv = static_cast<double>(l.item());
-            backward(l);
-            opt.step();
             const std::int64_t n = xb.shape()[0];
+            // Averaging the ranks' mean losses weights each rank alike; when a short last batch
+            // splits unevenly, scale each by its share so the step follows the batch's mean.
+            const std::int64_t global = loader.global_batch_rows();
+            if (dp && n * ranks != global) backward(l, full<T>({}, static_cast<T>(double(n) * ranks / double(global))));
+            else backward(l);
+            if (dp) dp->synchronize();
+            opt.step();
             loss_sum += lv * double(n);
             seen += n;
             classification = detail::classifies(pred.value(), yb);
             if (classification) correct += nn::count_correct(pred.value(), yb);
             progress.batch_done(++done, loss_sum / double(seen), double(correct) / double(seen), classification);
         }
+        const auto totals = detail::sum_over_ranks<T, 3>(dp, {loss_sum, double(seen), double(correct)});
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        Logs logs{{"loss", seen ? loss_sum / double(seen) : 0.0}, {"seconds", secs}, {"examples_per_second", secs > 0 ? double(seen) / secs : 0.0}};
-        if (classification) logs["accuracy"] = double(correct) / double(seen);
+        Logs logs{{"loss", totals[1] > 0 ? totals[0] / totals[1] : 0.0}, {"seconds", secs},
+                  {"examples_per_second", secs > 0 ? totals[1] / secs : 0.0}};
+        if (classification) logs["accuracy"] = totals[2] / totals[1];
         if (validation && validation->size() > 0) {
-            const EvalResult v = evaluate(model, loss, *validation, std::max<std::int64_t>(o.batch_size, 256));
+            detail::broadcast_buffers(model, dp);
+            const EvalResult v = detail::evaluate_sharded(model, loss, *validation, std::max<std::int64_t>(o.batch_size, 256), dp);
             logs["val_loss"] = v.loss;
             if (classification) logs["val_accuracy"] = v.accuracy;
         }
         progress.end_epoch(logs);
         history.epochs.push_back(logs);
         bool stop = false;
-        for (auto& cb : o.callbacks) stop = cb->on_epoch_end(epoch, logs, model) || stop;
+        for (auto* cb : callbacks) stop = cb->on_epoch_end(epoch, logs, model) || stop;
+        if (dp) stop = detail::sum_over_ranks<T, 1>(dp, {stop ? 1.0 : 0.0})[0] > 0;  // all ranks stop together
         if (stop) {
             history.stopped_early = true;
             break;
         }
     }
-    for (auto& cb : o.callbacks) cb->on_train_end(model, history);
+    detail::broadcast_buffers(model, dp);
+    for (auto* cb : callbacks) cb->on_train_end(model, history);
     return history;
 }
 

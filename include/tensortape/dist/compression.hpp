@@ -60,15 +60,55 @@ inline float from_fp16(std::uint16_t h) {
 inline std::uint16_t compress(Compression c, float f) { return c == Compression::bf16 ? to_bf16(f) : to_fp16(f); }
 inline float decompress(Compression c, std::uint16_t h) { return c == Compression::bf16 ? from_bf16(h) : from_fp16(h); }
 
+namespace detail {
+
+template <Compression C>
+std::uint16_t encode(float f) {
+    if constexpr (C == Compression::bf16) return to_bf16(f);
+    else return to_fp16(f);
+}
+template <Compression C>
+float decode(std::uint16_t h) {
+    if constexpr (C == Compression::bf16) return from_bf16(h);
+    else return from_fp16(h);
+}
+
+template <Compression C, class T>
+void compress_loop(const T* src, T* residual, std::uint16_t* dst, std::size_t n) {
+    if (!residual) {
+        for (std::size_t i = 0; i < n; ++i) dst[i] = encode<C>(static_cast<float>(src[i]));
+        return;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = static_cast<float>(src[i] + residual[i]);
+        dst[i] = encode<C>(v);
+        residual[i] = static_cast<T>(v - decode<C>(dst[i]));
+    }
+}
+
+template <Compression C, class T>
+void decompress_loop(const std::uint16_t* src, T* dst, std::size_t n, bool add) {
+    if (add)
+        for (std::size_t i = 0; i < n; ++i) dst[i] += static_cast<T>(decode<C>(src[i]));
+    else
+        for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(decode<C>(src[i]));
+}
+
+}  // namespace detail
+
 // dst[i] = compress(src[i] + residual[i]); residual[i] = what that rounding lost. Pass a null
-// residual for plain compression.
+// residual for plain compression. (The format is chosen outside the loop so that it vectorises.)
 template <class T>
 void compress_with_feedback(Compression c, const T* src, T* residual, std::uint16_t* dst, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-        const float v = static_cast<float>(residual ? src[i] + residual[i] : src[i]);
-        dst[i] = compress(c, v);
-        if (residual) residual[i] = static_cast<T>(v - decompress(c, dst[i]));
-    }
+    if (c == Compression::bf16) detail::compress_loop<Compression::bf16>(src, residual, dst, n);
+    else detail::compress_loop<Compression::fp16>(src, residual, dst, n);
+}
+
+// dst[i] = decompress(src[i]), or dst[i] += it when `add`.
+template <class T>
+void decompress_into(Compression c, const std::uint16_t* src, T* dst, std::size_t n, bool add = false) {
+    if (c == Compression::bf16) detail::decompress_loop<Compression::bf16>(src, dst, n, add);
+    else detail::decompress_loop<Compression::fp16>(src, dst, n, add);
 }
 
 }  // namespace tensortape::dist

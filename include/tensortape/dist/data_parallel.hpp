@@ -309,10 +309,24 @@ private:
         }
     }
 
+    // The engine sums in its own order, so the default path may as well divide by the rank count
+    // while packing (as DDP's predivide does): no pass over the bucket after the reduction. The
+    // rank-ordered path divides after its sum, as the single-process reference does.
+    bool predivide() const { return !o_.deterministic && o_.compression == Compression::none && size() > 1; }
+
     void pack(const Slot& s) {
         T* dst = buckets_[s.bucket].data.data() + s.offset;
         const Tensor<T>& g = s.var.grad();
+        const std::int64_t n = g.numel();
+        const T f = T(1) / static_cast<T>(size());
+        if (predivide() && g.is_contiguous() && g.data() != dst) {
+            const T* src = g.data();
+            for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i] * f;
+            return;
+        }
         if (g.data() != dst || !g.is_contiguous()) g.copy_to(dst);
+        if (predivide())
+            for (std::int64_t i = 0; i < n; ++i) dst[i] *= f;
     }
     void zero(const Slot& s) {
         T* dst = buckets_[s.bucket].data.data() + s.offset;
@@ -347,7 +361,7 @@ private:
         const std::size_t n = static_cast<std::size_t>(size());
         T* data = b.data.data();
         if (o_.compression == Compression::none && !o_.deterministic) {
-            comm_.all_reduce_sum(std::span<T>(data, b.numel));
+            comm_.all_reduce_sum(std::span<T>(data, b.numel));  // already divided while packing
         } else if (o_.compression == Compression::none) {
             const std::size_t part = b.numel / n;
             b.parts.resize(b.numel);
@@ -358,7 +372,6 @@ private:
                 for (std::size_t j = 0; j < part; ++j) b.sum[j] += b.parts[r * part + j];
             for (std::size_t j = 0; j < part; ++j) b.sum[j] /= static_cast<T>(n);
             comm_.all_gather(std::span<const T>(b.sum), std::span<T>(data, b.numel));
-            return;
         } else {
             const std::size_t part = b.numel / n;
             b.send16.resize(b.numel);
@@ -368,18 +381,14 @@ private:
             if (o_.error_feedback) b.residual.resize(b.numel, T(0));
             compress_with_feedback(o_.compression, data, o_.error_feedback ? b.residual.data() : nullptr, b.send16.data(), b.numel);
             comm_.all_to_all(std::span<const std::uint16_t>(b.send16), std::span<std::uint16_t>(b.parts16));
-            for (std::size_t j = 0; j < part; ++j) b.sum[j] = static_cast<T>(decompress(o_.compression, b.parts16[j]));
-            for (std::size_t r = 1; r < n; ++r)
-                for (std::size_t j = 0; j < part; ++j) b.sum[j] += static_cast<T>(decompress(o_.compression, b.parts16[r * part + j]));
+            for (std::size_t r = 0; r < n; ++r) decompress_into(o_.compression, b.parts16.data() + r * part, b.sum.data(), part, r > 0);
             // The average, not the sum, is rounded to 16 bits for the trip back: it cannot overflow
             // where the sum would.
-            for (std::size_t j = 0; j < part; ++j) b.sum16[j] = compress(o_.compression, static_cast<float>(b.sum[j] / static_cast<T>(n)));
+            for (std::size_t j = 0; j < part; ++j) b.sum[j] /= static_cast<T>(n);
+            compress_with_feedback<T>(o_.compression, b.sum.data(), nullptr, b.sum16.data(), part);
             comm_.all_gather(std::span<const std::uint16_t>(b.sum16), std::span<std::uint16_t>(b.send16));
-            for (std::size_t j = 0; j < b.numel; ++j) data[j] = static_cast<T>(decompress(o_.compression, b.send16[j]));
-            return;
+            decompress_into(o_.compression, b.send16.data(), data, b.numel);
         }
-        const T count = static_cast<T>(n);
-        for (std::size_t j = 0; j < b.numel; ++j) data[j] /= count;
     }
 
     Communicator& comm_;

@@ -23,34 +23,81 @@ struct Case {
     int m, n, k;
 };
 
+// GFLOP/s of ours and of OpenBLAS for one case: two separate phases, each a median over a
+// window of about a quarter second. Our pool and OpenBLAS's workers both spin a while after a
+// call, so measuring them alternately would have each run beside the other's spinning threads.
+struct Figures {
+    double ours = 0, blas = 0;
+};
+
 template <class T>
-void run(const Case& cs, int threads, double peak, int reps, const char* dtype) {
-    tt::Generator gen(1);
-    auto a = tt::uniform<T>({cs.m, cs.k}, T(-1), T(1), gen), b = tt::uniform<T>({cs.k, cs.n}, T(-1), T(1), gen);
-    auto c = tt::zeros<T>({cs.m, cs.n});
-    const double flops = 2.0 * cs.m * cs.n * cs.k;
+struct Operands {
+    tt::Tensor<T> a, b, c;
+    explicit Operands(const Case& cs) {
+        tt::Generator gen(1);
+        a = tt::uniform<T>({cs.m, cs.k}, T(-1), T(1), gen);
+        b = tt::uniform<T>({cs.k, cs.n}, T(-1), T(1), gen);
+        c = tt::zeros<T>({cs.m, cs.n});
+    }
+};
+
+inline int reps_for(const Case& cs, bool quick) {
+    const double work = 2.0 * cs.m * cs.n * cs.k;
+    return quick ? 5 : std::max(5, std::min(2000, static_cast<int>(5e10 / work)));
+}
+
+template <class T>
+double ours_gflops(const Case& cs, int reps) {
+    Operands<T> o(cs);
+    auto f = [&] { tt::cpu::gemm<T>(false, false, cs.m, cs.n, cs.k, T(1), o.a.data(), cs.k, o.b.data(), cs.n, T(0), o.c.data(), cs.n); };
+    f();
+    return 2.0 * cs.m * cs.n * cs.k / bench::median_seconds(reps, f) / 1e9;
+}
+
+template <class T>
+double blas_gflops([[maybe_unused]] const Case& cs, [[maybe_unused]] int reps) {
+#ifdef TENSORTAPE_BENCH_OPENBLAS
+    Operands<T> o(cs);
+    auto f = [&] {
+        if constexpr (std::is_same_v<T, float>)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cs.m, cs.n, cs.k, 1.f, o.a.data(), cs.k, o.b.data(), cs.n, 0.f, o.c.data(), cs.n);
+        else
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cs.m, cs.n, cs.k, 1.0, o.a.data(), cs.k, o.b.data(), cs.n, 0.0, o.c.data(), cs.n);
+    };
+    f();
+    return 2.0 * cs.m * cs.n * cs.k / bench::median_seconds(reps, f) / 1e9;
+#else
+    return 0;
+#endif
+}
+
+// Parks OpenBLAS's workers: one thread, and time for the spinning ones to fall asleep.
+inline void quiet_openblas() {
+#ifdef TENSORTAPE_BENCH_OPENBLAS
+    openblas_set_num_threads(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+#endif
+}
+
+template <class T>
+void run_all(const std::vector<Case>& cases, int threads, double peak, bool quick, const char* dtype) {
+    std::vector<Figures> figs(cases.size());
+    quiet_openblas();
     tt::set_num_threads(threads);
-    auto ours = [&] { tt::cpu::gemm<T>(false, false, cs.m, cs.n, cs.k, T(1), a.data(), cs.k, b.data(), cs.n, T(0), c.data(), cs.n); };
-    ours();
-    const double t_ours = bench::median_seconds(reps, ours);
-    double t_blas = 0;
+    for (std::size_t i = 0; i < cases.size(); ++i) figs[i].ours = ours_gflops<T>(cases[i], reps_for(cases[i], quick));
+    tt::set_num_threads(1);
 #ifdef TENSORTAPE_BENCH_OPENBLAS
     openblas_set_num_threads(threads);
-    auto blas = [&] {
-        if constexpr (std::is_same_v<T, float>)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cs.m, cs.n, cs.k, 1.f, a.data(), cs.k, b.data(), cs.n, 0.f, c.data(), cs.n);
-        else
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cs.m, cs.n, cs.k, 1.0, a.data(), cs.k, b.data(), cs.n, 0.0, c.data(), cs.n);
-    };
-    blas();
-    t_blas = bench::median_seconds(reps, blas);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let OpenBLAS's workers stop spinning
 #endif
-    const double g_ours = flops / t_ours / 1e9;
-    const double g_blas = t_blas > 0 ? flops / t_blas / 1e9 : 0;
-    std::printf("{\"bench\": \"gemm\", \"case\": \"%s\", \"dtype\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"threads\": %d, "
-                "\"tensortape_gflops\": %.1f, \"openblas_gflops\": %.1f, \"ratio_vs_openblas\": %.3f, \"fraction_of_peak\": %.3f}\n",
-                cs.name, dtype, cs.m, cs.n, cs.k, threads, g_ours, g_blas, g_blas > 0 ? g_ours / g_blas : 0.0, g_ours / peak);
+    for (std::size_t i = 0; i < cases.size(); ++i) figs[i].blas = blas_gflops<T>(cases[i], reps_for(cases[i], quick));
+    quiet_openblas();
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const Case& cs = cases[i];
+        const double g_ours = figs[i].ours, g_blas = figs[i].blas;
+        std::printf("{\"bench\": \"gemm\", \"case\": \"%s\", \"dtype\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"threads\": %d, "
+                    "\"tensortape_gflops\": %.1f, \"openblas_gflops\": %.1f, \"ratio_vs_openblas\": %.3f, \"fraction_of_peak\": %.3f}\n",
+                    cs.name, dtype, cs.m, cs.n, cs.k, threads, g_ours, g_blas, g_blas > 0 ? g_ours / g_blas : 0.0, g_ours / peak);
+    }
     std::fflush(stdout);
 }
 
@@ -71,13 +118,7 @@ int main(int argc, char** argv) {
                                {"dense1_fwd", 64, 128, 1600}, {"dense2_fwd", 64, 10, 128}, {"dense1_dw", 1600, 128, 64},
                                {"conv2_fwd_im2col", 64, 169, 288}, {"conv2_fwd_batched", 64, 10816, 288}, {"conv1_fwd_im2col", 32, 676, 9}};
     if (quick) cases = {{"square", 256, 256, 256}, {"square", 1024, 1024, 1024}, {"dense1_fwd", 64, 128, 1600}, {"conv2_fwd_im2col", 64, 169, 288}};
-    for (int threads : {1, 2})
-        for (const auto& cs : cases) {
-            const double work = 2.0 * cs.m * cs.n * cs.k;
-            const int reps = quick ? 5 : std::max(5, std::min(200, static_cast<int>(2e9 / work)));
-            run<float>(cs, threads, threads == 1 ? peak1 : peak2, reps, "float32");
-        }
-    for (const auto& cs : std::vector<Case>{{"square", 512, 512, 512}, {"square", 1024, 1024, 1024}})
-        run<double>(cs, 2, peak2 / 2, 5, "float64");
+    for (int threads : {1, 2}) run_all<float>(cases, threads, threads == 1 ? peak1 : peak2, quick, "float32");
+    run_all<double>({{"square", 512, 512, 512}, {"square", 1024, 1024, 1024}}, 2, peak2 / 2, quick, "float64");
     return 0;
 }

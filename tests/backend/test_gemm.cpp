@@ -1,7 +1,9 @@
 #include <doctest/doctest.h>
 #include <tensortape/tensortape.hpp>
 
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace tt = tensortape;
@@ -103,4 +105,29 @@ TEST_CASE("gemm: an A packed once serves several products, narrow and wide") {
             }
             CHECK_THROWS_AS(tt::cpu::gemm<float>(packed, n == 3 ? 37 : 3, false, b.data(), n, 1.f, 0.f, c1.data(), n), tt::value_error);
         }
+}
+
+TEST_CASE("gemm: the same bits on one thread and two, whichever way the threads split the product") {
+    const int before = tt::num_threads();
+    // Columns (few rows), rows (many), both with a packed A and the fused epilogue.
+    for (auto [m, n, k] : {std::array{64, 1000, 300}, std::array{1000, 64, 300}, std::array{300, 4200, 600}}) {
+        tt::Generator gen(static_cast<std::uint64_t>(m + n + k));
+        std::vector<float> a(static_cast<std::size_t>(m * k)), b(static_cast<std::size_t>(k * n)), rb(static_cast<std::size_t>(m)), cb(static_cast<std::size_t>(n));
+        for (auto* v : {&a, &b, &rb, &cb})
+            for (auto& x : *v) x = float(gen.uniform() - 0.5);
+        const tt::cpu::Epilogue<float> epi{rb.data(), cb.data(), tt::cpu::Activation::relu};
+        std::vector<std::vector<float>> out;
+        for (int threads : {1, 2}) {
+            tt::set_num_threads(threads);
+            std::vector<float> c(std::size_t(m) * n), cp(std::size_t(m) * n);
+            tt::cpu::gemm<float>(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, c.data(), n, epi);
+            const tt::cpu::PackedA<float> packed(false, m, k, a.data(), k, n);
+            tt::cpu::gemm<float>(packed, n, false, b.data(), n, 1.f, 0.f, cp.data(), n, epi);
+            CHECK(std::memcmp(c.data(), cp.data(), c.size() * sizeof(float)) == 0);
+            out.push_back(std::move(c));
+        }
+        INFO("m=", m, " n=", n, " k=", k);
+        CHECK(std::memcmp(out[0].data(), out[1].data(), out[0].size() * sizeof(float)) == 0);
+    }
+    tt::set_num_threads(before);
 }

@@ -9,8 +9,10 @@
 // register tile is picked from the SIMD width the target flags allow: 12 x 32 floats on AVX-512
 // (24 of the 32 vector registers hold the tile), 6 x 16 on AVX2.
 //
-// Threads split the MC blocks, and within them the NR slivers when M alone has too few blocks;
-// small products run on the calling thread.
+// Threads split the MC row blocks (and within them the NR slivers, for balance); with fewer row
+// blocks than threads, each thread takes a range of column slivers for the whole product, sharing
+// one packed A. Small products, and products too narrow and short for either, run on the calling
+// thread.
 
 #include <tensortape/backend/cpu/thread_pool.hpp>
 #include <tensortape/core/allocator.hpp>
@@ -27,6 +29,9 @@
 #endif
 #ifndef TENSORTAPE_GEMM_L1
 #define TENSORTAPE_GEMM_L1 49152
+#endif
+#ifndef TENSORTAPE_GEMM_MC_SLIVERS
+#define TENSORTAPE_GEMM_MC_SLIVERS 24
 #endif
 
 namespace tensortape::cpu {
@@ -51,7 +56,7 @@ struct GemmShape {
     // Most depth of a packed block: a B sliver (KC x NR), reused by every A sliver of the block,
     // should stay in L1 (48 KiB here) while the A slivers stream past it.
     static constexpr std::int64_t KC = TENSORTAPE_GEMM_L1 / (NR * sizeof(T));
-    static constexpr std::int64_t MC = MR * 24;                    // rows of a packed A block
+    static constexpr std::int64_t MC = MR * TENSORTAPE_GEMM_MC_SLIVERS;                    // rows of a packed A block
     static constexpr std::int64_t NC = NR * 96;                    // columns of a packed B block
 };
 
@@ -188,14 +193,81 @@ std::int64_t depth_block(std::int64_t k) {
     return (k + blocks - 1) / blocks;
 }
 
+// The threaded path for few rows (fewer row blocks than threads: a dense layer's batch, a
+// convolution's output channels). Splitting column slivers inside each depth block made every
+// task pack all of A again and meet the others twice per block. Here A is packed once, shared,
+// and each thread owns a contiguous range of column slivers for the whole product: it packs only
+// its own B and never waits for the others.
+template <class T, int NV>
+void gemm_columns(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, T beta, T* c,
+                  std::int64_t ldc, const Epilogue<T>& epi, const T* prepacked, int threads) {
+    using S = GemmShape<T, NV>;
+    const std::int64_t kc_max = depth_block<T, NV>(k);
+    const std::int64_t m_padded = (m + S::MR - 1) / S::MR * S::MR;
+    const std::int64_t mr_slivers = m_padded / S::MR;
+    const std::int64_t depth_blocks = (k + kc_max - 1) / kc_max;
+    const T* apack = prepacked;
+    std::size_t abytes = 0;
+    if (!prepacked) {
+        abytes = static_cast<std::size_t>(m_padded * kc_max * depth_blocks) * sizeof(T);
+        T* dst = static_cast<T*>(allocate_bytes(abytes));
+        // Packed in parallel by depth block, in pack_all_a's layout.
+        parallel_for(depth_blocks, [&](std::int64_t blk) {
+            const std::int64_t pc = blk * kc_max;
+            pack_a(A, 0, m, pc, std::min(kc_max, k - pc), dst + blk * m_padded * kc_max);
+        });
+        apack = dst;
+    }
+    const std::int64_t slivers = (n + S::NR - 1) / S::NR;
+    parallel_for(threads, [&](std::int64_t t) {
+        const std::int64_t s_begin = slivers * t / threads, s_end = slivers * (t + 1) / threads;
+        if (s_begin >= s_end) return;
+        const std::int64_t nc_slivers = std::min<std::int64_t>(S::NC / S::NR, s_end - s_begin);
+        const std::size_t bbytes = static_cast<std::size_t>(nc_slivers * S::NR * kc_max) * sizeof(T);
+        T* bpack = static_cast<T*>(allocate_bytes(bbytes));
+        for (std::int64_t s0 = s_begin; s0 < s_end; s0 += nc_slivers) {
+            const std::int64_t s1 = std::min(s_end, s0 + nc_slivers);
+            for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+                const std::int64_t kc = std::min(kc_max, k - pc);
+                const T beta_block = pc == 0 ? beta : T(1);
+                const bool last = pc + kc >= k;
+                for (std::int64_t s = s0; s < s1; ++s)
+                    pack_b_sliver<T, S::NR>(Bm, pc, kc, s * S::NR, std::min<std::int64_t>(S::NR, n - s * S::NR), bpack + (s - s0) * kc * S::NR);
+                const T* ablock = apack + (pc / kc_max) * m_padded * kc_max;
+                for (std::int64_t s = s0; s < s1; ++s) {
+                    const std::int64_t j = s * S::NR;
+                    const int cols = static_cast<int>(std::min<std::int64_t>(S::NR, n - j));
+                    for (std::int64_t r = 0; r < mr_slivers; ++r) {
+                        const std::int64_t i = r * S::MR;
+                        const int rows = static_cast<int>(std::min<std::int64_t>(S::MR, m - i));
+                        micro_kernel<T, NV>(kc, ablock + r * S::MR * kc, bpack + (s - s0) * kc * S::NR, c + i * ldc + j, ldc, rows, cols, alpha,
+                                            beta_block, epi, i, j, last);
+                    }
+                }
+            }
+        }
+        deallocate_bytes(bpack, bbytes);
+    });
+    if (!prepacked) deallocate_bytes(const_cast<T*>(apack), abytes);
+}
+
 // `prepacked`, when given, holds all of A packed by pack_all_a: the driver reads its blocks
 // instead of packing A again (a convolution reuses its weights for every image).
 template <class T, int NV>
 void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, T beta, T* c,
                std::int64_t ldc, const Epilogue<T>& epi, const T* prepacked = nullptr) {
     using S = GemmShape<T, NV>;
-    const bool parallel = m * n * k >= gemm_parallel_threshold && num_threads() > 1;
-    const int threads = parallel ? num_threads() : 1;
+    // Threads need enough independent tiles (below that, the hand-offs cost more than the second
+    // thread brings).
+    const std::int64_t row_blocks_total = (m + S::MC - 1) / S::MC, slivers_total = (n + S::NR - 1) / S::NR;
+    const int pool = num_threads();
+    // Measured here: rows when there are two row blocks per thread; else columns when each thread
+    // gets two slivers and 4M multiply-adds (the column path pays two hand-offs, and short products
+    // such as 64x169x288 ran slower on two threads than on one); else rows with one block each.
+    const bool by_columns = row_blocks_total < 2 * pool && slivers_total >= 2 * pool && m * n * k >= pool * (std::int64_t{1} << 22);
+    const bool parallel = m * n * k >= gemm_parallel_threshold && pool > 1 && (by_columns || row_blocks_total >= pool);
+    const int threads = parallel ? pool : 1;
+    if (parallel && by_columns) return gemm_columns<T, NV>(A, Bm, m, n, k, alpha, beta, c, ldc, epi, prepacked, threads);
 
     const std::int64_t nc_max = std::min<std::int64_t>(S::NC, (n + S::NR - 1) / S::NR * S::NR);
     const std::int64_t kc_max = depth_block<T, NV>(k);

@@ -106,12 +106,15 @@ void pack_b_sliver(const Operand<T>& b, std::int64_t p0, std::int64_t kc, std::i
             for (std::int64_t c = cols; c < NR; ++c) d[c] = T(0);
         }
     } else {
-        for (std::int64_t c = 0; c < cols; ++c) {
-            const T* src = b.p + (j + c) * b.ld + p0;
-            for (std::int64_t p = 0; p < kc; ++p) dst[p * NR + c] = src[p];
+        // Depth outer: the sliver is written in order while the NR source rows, read a step at a
+        // time, stay in L1. (Column outer wrote with an NR-element stride and pushed the sliver
+        // itself out of L1.)
+        const T* src = b.p + j * b.ld + p0;
+        for (std::int64_t p = 0; p < kc; ++p) {
+            T* d = dst + p * NR;
+            for (std::int64_t c = 0; c < cols; ++c) d[c] = src[c * b.ld + p];
+            for (std::int64_t c = cols; c < NR; ++c) d[c] = T(0);
         }
-        for (std::int64_t c = cols; c < NR; ++c)
-            for (std::int64_t p = 0; p < kc; ++p) dst[p * NR + c] = T(0);
     }
 }
 

@@ -72,6 +72,21 @@ TEST_CASE("conv2d: gradients of input, weights and bias") {
               {away_from_zero({1, 3, 4, 5}, 72), away_from_zero({2, 3, 3, 3}, 73), away_from_zero({2}, 74)});
 }
 
+TEST_CASE("conv2d: a first layer's weight and bias gradients (constant input, thin patch), with and without relu") {
+    // No input gradient and at most 16 patch rows take their own path: dot products straight from
+    // dy, the relu mask applied on the fly.
+    const auto x = away_from_zero({3, 1, 9, 8}, 75);
+    for (auto act : {tt::Activation::none, tt::Activation::relu}) {
+        gradcheck([&](const V& v) { return tt::conv2d(tt::constant(x), v[0], v[1], {{1, 1}, {0, 0}, {1, 1}, act}); },
+                  {away_from_zero({4, 1, 3, 3}, 76), away_from_zero({4}, 77)});
+        gradcheck([&](const V& v) { return tt::conv2d(tt::constant(x), v[0], v[1], {{2, 1}, {1, 1}, {1, 1}, act}); },
+                  {away_from_zero({5, 1, 2, 3}, 78), away_from_zero({5}, 79)});
+    }
+    const auto x2 = away_from_zero({2, 2, 6, 7}, 80);  // two channels, 2x2: 8 patch rows
+    gradcheck([&](const V& v) { return tt::conv2d(tt::constant(x2), v[0], {{1, 1}, {0, 0}, {1, 1}, tt::Activation::relu}); },
+              {away_from_zero({3, 2, 2, 2}, 81)});
+}
+
 TEST_CASE("conv2d: bad shapes name the op and the shapes") {
     auto x = tt::param(tt::zeros<double>({1, 3, 5, 5}));
     CHECK_THROWS_WITH_AS(tt::conv2d(x, tt::param(tt::zeros<double>({4, 2, 3, 3}))),

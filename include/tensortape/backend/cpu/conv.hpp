@@ -132,6 +132,31 @@ T dot(const T* a, const T* b, std::int64_t n) {
     return s;
 }
 
+// out[q] += dot(a', b + q * ldb) for q < rows (at most 16) and *total += sum(a'), in one pass
+// over a, where a' is a masked to where keep > 0 when keep is given (the gradient through a fused
+// relu). The rows' accumulators are independent, so the loop runs at FMA throughput rather than
+// add latency, and the masked gradient is never written out.
+template <class T>
+void add_dots(const T* a, const T* keep, const T* b, std::int64_t ldb, std::int64_t rows, std::int64_t n, T* out, T* total) {
+    using B = simd::batch<T>;
+    constexpr std::int64_t W = simd::width<T>;
+    B acc[16], all(T(0));
+    for (std::int64_t q = 0; q < rows; ++q) acc[q] = B(T(0));
+    auto step = [&](B av, std::int64_t i, auto&& load) {
+        if (keep) av = simd::select(load(keep + i) > B(T(0)), av, B(T(0)));
+        all += av;
+        for (std::int64_t q = 0; q < rows; ++q) acc[q] = simd::fma(av, load(b + q * ldb + i), acc[q]);
+    };
+    std::int64_t i = 0;
+    for (; i + W <= n; i += W) step(B::load_unaligned(a + i), i, [](const T* p) { return B::load_unaligned(p); });
+    if (i < n) {
+        const auto r = static_cast<std::size_t>(n - i);
+        step(simd::load_partial(a + i, r), i, [r](const T* p) { return simd::load_partial(p, r); });
+    }
+    for (std::int64_t q = 0; q < rows; ++q) out[q] += simd::reduce_add(acc[q]);
+    *total += simd::reduce_add(all);
+}
+
 // A per-thread scratch block for one image's im2col matrix.
 template <class T>
 struct Scratch {
@@ -177,6 +202,22 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
     parallel_for(groups, [&](std::int64_t gi) {
         std::int64_t n0, n1;
         group_range(g, gi, n0, n1);
+        if (dw && !dx && g.patch() <= 16) {
+            // A first layer (one input channel, 3x3: 9 patch rows) needs no input gradient, and
+            // each weight gradient is a plain dot product: read dy where it lies, one image at a
+            // time, instead of first copying the group's dy (its largest tensor) into a matrix.
+            T* pw = partial.data() + gi * (wsize + g.co);
+            std::fill_n(pw, wsize + g.co, T(0));
+            Scratch<T> cols(g.patch() * P);
+            for (std::int64_t n = n0; n < n1; ++n) {
+                im2col(x + n * image, g, cols.p, P);
+                for (std::int64_t o = 0; o < g.co; ++o) {
+                    const std::int64_t at = (n * g.co + o) * P;
+                    add_dots(dy + at, relu_out ? relu_out + at : nullptr, cols.p, P, g.patch(), P, pw + o * g.patch(), pw + wsize + o);
+                }
+            }
+            return;
+        }
         const std::int64_t ld = (n1 - n0) * P;
         // dy of the group as one [CO, G*P] matrix.
         Scratch<T> dyw(g.co * ld), cols(g.patch() * ld);

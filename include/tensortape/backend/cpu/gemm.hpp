@@ -127,29 +127,33 @@ B activate(const B& v, Activation act) {
 // C tile (rows x cols valid) = alpha * A_sliver * B_sliver + beta * C, then the epilogue when
 // `last` (the final depth block). beta == 0 never reads C, so C may hold NaNs. Edge tiles use
 // the same vector code with masked loads and stores: no scalar cliff at the borders.
-template <class T, int NV>
+//
+// NC (at most NV) is how many of the sliver's NV vectors are computed: a last sliver whose
+// columns fit in fewer vectors (121 = 48 + 48 + 25 output pixels) skips the empty ones.
+template <class T, int NV, int NC = NV>
 void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b, T* c, std::int64_t ldc, int rows, int cols,
                   T alpha, T beta, const Epilogue<T>& epi, std::int64_t i0, std::int64_t j0, bool last) {
+    static_assert(NC >= 1 && NC <= NV);
     using S = GemmShape<T, NV>;
     using B = simd::batch<T>;
     constexpr int MR = S::MR, W = S::W, NR = S::NR;
-    B acc[MR][NV];
+    B acc[MR][NC];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = B(T(0));
+        for (int v = 0; v < NC; ++v) acc[i][v] = B(T(0));
     // The C tile is read (beta) and written after the loop: start bringing it in now.
     for (int i = 0; i < rows; ++i) __builtin_prefetch(c + i * ldc, 1);
 #pragma GCC unroll 2
     for (std::int64_t p = 0; p < kc; ++p) {
-        B bv[NV];
+        B bv[NC];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) bv[v] = B::load_aligned(b + p * NR + v * W);
+        for (int v = 0; v < NC; ++v) bv[v] = B::load_aligned(b + p * NR + v * W);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
             const B ai(a[p * MR + i]);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[i][v] = simd::fma(ai, bv[v], acc[i][v]);
+            for (int v = 0; v < NC; ++v) acc[i][v] = simd::fma(ai, bv[v], acc[i][v]);
         }
     }
     const bool epilogue = last && !epi.empty();
@@ -167,7 +171,7 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
     for (int i = 0; i < MR; ++i) {
         if (i >= rows) break;
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < NC; ++v) {
             T* cp = c + i * ldc + v * W;
             const int lanes = cols - v * W;
             if (lanes >= W) {
@@ -179,6 +183,21 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
             }
         }
     }
+}
+
+
+// One tile, with the kernel that computes only the vectors its columns need.
+template <class T, int NV>
+void tile(std::int64_t kc, const T* a, const T* b, T* c, std::int64_t ldc, int rows, int cols, T alpha, T beta, const Epilogue<T>& epi,
+          std::int64_t i0, std::int64_t j0, bool last) {
+    constexpr int W = GemmShape<T, NV>::W;
+    if constexpr (NV >= 3) {
+        if (cols <= W) return micro_kernel<T, NV, 1>(kc, a, b, c, ldc, rows, cols, alpha, beta, epi, i0, j0, last);
+        if (cols <= 2 * W) return micro_kernel<T, NV, 2>(kc, a, b, c, ldc, rows, cols, alpha, beta, epi, i0, j0, last);
+    } else if constexpr (NV == 2) {
+        if (cols <= W) return micro_kernel<T, NV, 1>(kc, a, b, c, ldc, rows, cols, alpha, beta, epi, i0, j0, last);
+    }
+    micro_kernel<T, NV>(kc, a, b, c, ldc, rows, cols, alpha, beta, epi, i0, j0, last);
 }
 
 }  // namespace gemm_detail
@@ -243,7 +262,7 @@ void gemm_columns(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std
                     for (std::int64_t r = 0; r < mr_slivers; ++r) {
                         const std::int64_t i = r * S::MR;
                         const int rows = static_cast<int>(std::min<std::int64_t>(S::MR, m - i));
-                        micro_kernel<T, NV>(kc, ablock + r * S::MR * kc, bpack + (s - s0) * kc * S::NR, c + i * ldc + j, ldc, rows, cols, alpha,
+                        tile<T, NV>(kc, ablock + r * S::MR * kc, bpack + (s - s0) * kc * S::NR, c + i * ldc + j, ldc, rows, cols, alpha,
                                             beta_block, epi, i, j, last);
                     }
                 }
@@ -320,7 +339,7 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
                     for (std::int64_t r = 0; r < mr_slivers; ++r) {
                         const std::int64_t i = ic + r * S::MR;
                         const int rows = static_cast<int>(std::min<std::int64_t>(S::MR, m - i));
-                        micro_kernel<T, NV>(kc, apack + r * S::MR * kc, bpack + s * kc * S::NR, c + i * ldc + j, ldc, rows, cols, alpha,
+                        tile<T, NV>(kc, apack + r * S::MR * kc, bpack + s * kc * S::NR, c + i * ldc + j, ldc, rows, cols, alpha,
                                         beta_block, epi, i, j, last);
                     }
                 }

@@ -116,7 +116,8 @@ struct Call {
 
 class Communicator;
 
-// A handle to work queued on a communicator's progress thread.
+// A handle to work queued on a communicator's progress thread. It refers to its communicator,
+// so it must not outlive it.
 class Work {
 public:
     Work() = default;

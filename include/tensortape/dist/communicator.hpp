@@ -240,7 +240,7 @@ protected:
         cv_.notify_all();
         if (!thread_.joinable()) return true;
         bool finished = true;
-        if (stuck_) finished = cv_.wait_for(lock, std::chrono::duration<double>(timeout_s_), [&] { return exited_; });
+        if (stuck_) finished = cv_.wait_for(lock, std::chrono::duration<double>(timeout_s_.load()), [&] { return exited_; });
         else cv_.wait(lock, [&] { return exited_; });
         lock.unlock();
         if (finished) thread_.join();
@@ -307,7 +307,9 @@ private:
 
     [[noreturn]] void timed_out(const Work::State& s) {
         stuck_ = true;
-        std::string msg = where() + " waited " + std::to_string(timeout_s_) + " s for " + s.label;
+        char waited[32];
+        std::snprintf(waited, sizeof waited, "%g", timeout_s_.load());
+        std::string msg = where() + " waited " + waited + " s for " + s.label;
         const std::string cur = current_collective();
         if (!cur.empty()) msg += "; it is stuck in collective " + cur;
         const std::string details = stall_details();
@@ -325,7 +327,7 @@ private:
     std::atomic<bool> stuck_{false};
     std::string current_;
     std::uint64_t calls_ = 0;  // progress thread only
-    double timeout_s_ = 300;
+    std::atomic<double> timeout_s_{300};  // read by waiting threads, set by the owner
 };
 
 inline void Work::wait() const {

@@ -52,29 +52,46 @@ inline void valid_range(std::int64_t out, std::int64_t s, std::int64_t p, std::i
 
 // cols[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw], 0 outside;
 // rows of cols are ld apart.
+//
+// A row of cols is oh short segments (11 values for the example's conv2), so the per-segment
+// work is what costs. Rows of zeros (vertical padding) are filled in one go, and with stride 1 and
+// no horizontal padding a segment is one or two whole-vector copies, writing up to a vector's
+// width past its end: the segments are written in order, so the next one overwrites the spill;
+// the spill never leaves this image's part of the row, nor do the loads leave this image.
 template <class T>
 void im2col(const T* x, const ConvGeometry& g, T* cols, std::int64_t ld) {
+    using B = simd::batch<T>;
+    constexpr std::int64_t W = simd::width<T>;
+    const T* x_end = x + g.c * g.h * g.w;
+    const std::int64_t P = g.pixels();
     for (std::int64_t c = 0; c < g.c; ++c)
-        for (std::int64_t i = 0; i < g.kh; ++i)
+        for (std::int64_t i = 0; i < g.kh; ++i) {
+            std::int64_t y0, y1;  // output rows whose input row is inside the image
+            valid_range(g.oh, g.sh, g.ph, i * g.dh, g.h, y0, y1);
             for (std::int64_t j = 0; j < g.kw; ++j) {
                 T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
                 std::int64_t x0, x1;
                 valid_range(g.ow, g.sw, g.pw, j * g.dw, g.w, x0, x1);
-                for (std::int64_t oy = 0; oy < g.oh; ++oy) {
-                    T* out = row + oy * g.ow;
-                    const std::int64_t iy = oy * g.sh - g.ph + i * g.dh;
-                    if (iy < 0 || iy >= g.h) {
-                        std::fill_n(out, g.ow, T(0));
-                        continue;
-                    }
-                    const T* in = x + (c * g.h + iy) * g.w - g.pw + j * g.dw;
-                    std::fill_n(out, x0, T(0));
+                std::fill_n(row, y0 * g.ow, T(0));
+                const T* in = x + (c * g.h + y0 * g.sh - g.ph + i * g.dh) * g.w - g.pw + j * g.dw;
+                T* out = row + y0 * g.ow;
+                std::int64_t oy = y0;
+                if (g.sw == 1 && x0 == 0 && x1 == g.ow) {
+                    // Whole vectors while both the spill and the loads stay in bounds.
+                    const std::int64_t vec = (g.ow + W - 1) / W * W;
+                    for (; oy < y1 && oy * g.ow + vec <= P && in + vec <= x_end; ++oy, in += g.sh * g.w, out += g.ow)
+                        for (std::int64_t k = 0; k < g.ow; k += W) B::load_unaligned(in + k).store_unaligned(out + k);
+                }
+                for (; oy < y1; ++oy, in += g.sh * g.w, out += g.ow) {
+                    for (std::int64_t ox = 0; ox < x0; ++ox) out[ox] = T(0);
                     if (g.sw == 1) std::memcpy(out + x0, in + x0, static_cast<std::size_t>(x1 - x0) * sizeof(T));
                     else
                         for (std::int64_t ox = x0; ox < x1; ++ox) out[ox] = in[ox * g.sw];
-                    std::fill(out + x1, out + g.ow, T(0));
+                    for (std::int64_t ox = x1; ox < g.ow; ++ox) out[ox] = T(0);
                 }
+                std::fill(row + y1 * g.ow, row + P, T(0));  // after the segments: it overwrites their spill
             }
+        }
 }
 
 // The adjoint of im2col: adds each column entry back to the input position it was read from.

@@ -25,10 +25,13 @@ double median_seconds(int reps, F&& f) {
     return t[t.size() / 2];
 }
 
-// GFLOP/s of independent float FMAs on `threads` threads (2 flops per lane per FMA).
+// GFLOP/s of independent float FMAs on `threads` threads (2 flops per lane per FMA). The chains
+// must all live in registers: 16 of them on AVX-512's 32, 12 on AVX2's 16 (with 16 there, the
+// two constants pushed the chains onto the stack and the "peak" came out at 60 % of what GEMM
+// reaches). Either is enough to cover 2 FMA pipes x 4 cycles of latency.
 inline double fma_peak_gflops(int threads) {
     using B = tensortape::simd::batch<float>;
-    constexpr int chains = 16;
+    constexpr int chains = B::size * sizeof(float) >= 64 ? 16 : 12;
     const long iters = 40'000'000;
     std::vector<float> sink(static_cast<std::size_t>(threads));
     auto work = [&](int t) {

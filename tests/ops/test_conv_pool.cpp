@@ -72,6 +72,88 @@ TEST_CASE("conv2d: gradients of input, weights and bias") {
               {away_from_zero({1, 3, 4, 5}, 72), away_from_zero({2, 3, 3, 3}, 73), away_from_zero({2}, 74)});
 }
 
+namespace {
+
+// dx, dw, db of conv2d for an output gradient dy, by their definitions (in double).
+struct ConvGrads {
+    tt::Tensor<double> dx, dw, db;
+};
+ConvGrads reference_conv_grads(const tt::Tensor<double>& x, const tt::Tensor<double>& w, const tt::Tensor<double>& dy,
+                               const tt::Conv2dOptions& o) {
+    const auto N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const auto CO = w.shape()[0], KH = w.shape()[2], KW = w.shape()[3];
+    const auto OH = dy.shape()[2], OW = dy.shape()[3];
+    ConvGrads r{tt::zeros<double>(x.shape()), tt::zeros<double>(w.shape()), tt::zeros<double>({CO})};
+    for (std::int64_t n = 0; n < N; ++n)
+        for (std::int64_t co = 0; co < CO; ++co)
+            for (std::int64_t oy = 0; oy < OH; ++oy)
+                for (std::int64_t ox = 0; ox < OW; ++ox) {
+                    const double g = dy(n, co, oy, ox);
+                    r.db(co) += g;
+                    for (std::int64_t c = 0; c < C; ++c)
+                        for (std::int64_t i = 0; i < KH; ++i)
+                            for (std::int64_t j = 0; j < KW; ++j) {
+                                const auto iy = oy * o.stride[0] - o.padding[0] + i * o.dilation[0];
+                                const auto ix = ox * o.stride[1] - o.padding[1] + j * o.dilation[1];
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                r.dx(n, c, iy, ix) += g * w(co, c, i, j);
+                                r.dw(co, c, i, j) += g * x(n, c, iy, ix);
+                            }
+                }
+    return r;
+}
+
+template <class T>
+tt::Tensor<T> cast(const tt::Tensor<double>& t) {
+    auto r = tt::zeros<T>(t.shape());
+    for (std::int64_t i = 0; i < t.numel(); ++i) r.data()[i] = static_cast<T>(t.data()[i]);
+    return r;
+}
+
+template <class T>
+void check_conv_grads(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t wd, std::int64_t co, std::int64_t kh, std::int64_t kw,
+                      const tt::Conv2dOptions& o, double tol) {
+    const auto x = away_from_zero({n, c, h, wd}, 82), w = away_from_zero({co, c, kh, kw}, 83), b = away_from_zero({co}, 84);
+    auto xv = tt::Var<T>(cast<T>(x), true), wv = tt::Var<T>(cast<T>(w), true), bv = tt::Var<T>(cast<T>(b), true);
+    auto y = tt::conv2d(xv, wv, bv, o);
+    const auto dy = away_from_zero(y.shape(), 85);
+    tt::backward(y, cast<T>(dy));
+    const auto ref = reference_conv_grads(x, w, dy, o);
+    auto worst = [](const tt::Tensor<T>& got, const tt::Tensor<double>& want) {
+        double e = 0;
+        for (std::int64_t i = 0; i < want.numel(); ++i) e = std::max(e, std::abs(double(got.data()[i]) - want.data()[i]) / (1 + std::abs(want.data()[i])));
+        return e;
+    };
+    INFO("c=", c, " h=", h, " w=", wd, " co=", co, " k=", kh, "x", kw, " stride ", o.stride[0], ",", o.stride[1], " pad ", o.padding[0], ",",
+         o.padding[1], " dilation ", o.dilation[0], ",", o.dilation[1]);
+    CHECK(worst(xv.grad(), ref.dx) < tol);
+    CHECK(worst(wv.grad(), ref.dw) < tol);
+    CHECK(worst(bv.grad(), ref.db) < tol);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: gradients match their definitions on rows wider than a vector, with padding, dilation and strides") {
+    // Rows of 9 to 37 pixels span one to three SIMD vectors of either type, so the vector paths
+    // of im2col and its adjoint meet every kind of edge.
+    struct Case {
+        std::int64_t n, c, h, w, co, kh, kw;
+        tt::Conv2dOptions o;
+    };
+    const Case cases[] = {
+        {2, 3, 13, 13, 5, 3, 3, {}},
+        {1, 2, 9, 17, 3, 3, 5, {{1, 1}, {2, 2}, {1, 1}, tt::Activation::none}},
+        {2, 2, 11, 20, 4, 3, 3, {{1, 1}, {1, 3}, {2, 2}, tt::Activation::none}},
+        {1, 3, 10, 37, 2, 2, 4, {{2, 1}, {0, 1}, {1, 3}, tt::Activation::none}},
+        {1, 2, 12, 19, 3, 3, 3, {{1, 2}, {1, 1}, {1, 1}, tt::Activation::none}},
+        {1, 1, 6, 33, 2, 1, 17, {{1, 1}, {0, 0}, {1, 1}, tt::Activation::none}},  // wider than the vector path's kernel limit
+    };
+    for (const auto& cs : cases) {
+        check_conv_grads<double>(cs.n, cs.c, cs.h, cs.w, cs.co, cs.kh, cs.kw, cs.o, 1e-12);
+        check_conv_grads<float>(cs.n, cs.c, cs.h, cs.w, cs.co, cs.kh, cs.kw, cs.o, 1e-4);
+    }
+}
+
 TEST_CASE("conv2d: a first layer's weight and bias gradients (constant input, thin patch), with and without relu") {
     // No input gradient and at most 16 patch rows take their own path: dot products straight from
     // dy, the relu mask applied on the fly.

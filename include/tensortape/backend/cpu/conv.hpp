@@ -94,9 +94,56 @@ void im2col(const T* x, const ConvGeometry& g, T* cols, std::int64_t ld) {
         }
 }
 
-// The adjoint of im2col: adds each column entry back to the input position it was read from.
+// The adjoint of im2col: adds each column entry back to the input position it was read from,
+// into one image's dx (the whole image is this call's: it may rewrite any of it).
+//
+// With stride 1 the kw entries that land in one input row are shifted copies of kw segments, so
+// a vector of the input row is summed in registers from kw masked loads (one per j, its lanes the
+// input columns that j reaches) and added to memory once, instead of kw scalar passes of ow adds.
 template <class T>
 void col2im_add(const T* cols, std::int64_t ld, const ConvGeometry& g, T* dx) {
+    using B = simd::batch<T>;
+    constexpr std::int64_t W = simd::width<T>;
+    constexpr std::int64_t max_kw = 16;
+    if (g.sw == 1 && g.kw <= max_kw) {
+        // For each j: input columns [lo, hi) receive row j's entries, from column ix - off.
+        std::int64_t lo[max_kw], hi[max_kw], off[max_kw];
+        for (std::int64_t j = 0; j < g.kw; ++j) {
+            std::int64_t x0, x1;
+            valid_range(g.ow, 1, g.pw, j * g.dw, g.w, x0, x1);
+            off[j] = j * g.dw - g.pw;
+            lo[j] = x0 + off[j];
+            hi[j] = x1 + off[j];
+        }
+        const T* dx_end = dx + g.c * g.h * g.w;
+        for (std::int64_t c = 0; c < g.c; ++c)
+            for (std::int64_t i = 0; i < g.kh; ++i) {
+                const T* rows = cols + (c * g.kh + i) * g.kw * ld;
+                std::int64_t y0, y1;
+                valid_range(g.oh, g.sh, g.ph, i * g.dh, g.h, y0, y1);
+                for (std::int64_t oy = y0; oy < y1; ++oy) {
+                    T* out = dx + (c * g.h + oy * g.sh - g.ph + i * g.dh) * g.w;
+                    for (std::int64_t t0 = 0; t0 < g.w; t0 += W) {
+                        B acc(T(0));
+                        for (std::int64_t j = 0; j < g.kw; ++j) {
+                            const std::int64_t a = std::max(lo[j], t0), b = std::min(hi[j], t0 + W);
+                            if (a < b)
+                                acc += simd::load_lanes(rows + j * ld + oy * g.ow - off[j] + t0, static_cast<std::size_t>(a - t0),
+                                                        static_cast<std::size_t>(b - t0));
+                        }
+                        // acc is zero past the row, so a whole vector that runs into the next
+                        // row writes it back unchanged; only the image's last vector is partial.
+                        if (out + t0 + W <= dx_end) {
+                            (B::load_unaligned(out + t0) + acc).store_unaligned(out + t0);
+                        } else {
+                            const auto lanes = static_cast<std::size_t>(std::min(W, g.w - t0));
+                            simd::store_partial(out + t0, simd::load_partial(out + t0, lanes) + acc, lanes);
+                        }
+                    }
+                }
+            }
+        return;
+    }
     for (std::int64_t c = 0; c < g.c; ++c)
         for (std::int64_t i = 0; i < g.kh; ++i)
             for (std::int64_t j = 0; j < g.kw; ++j) {

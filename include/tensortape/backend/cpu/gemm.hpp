@@ -99,11 +99,18 @@ void pack_a(const Operand<T>& a, std::int64_t i0, std::int64_t mc, std::int64_t 
 template <class T, int NR>
 void pack_b_sliver(const Operand<T>& b, std::int64_t p0, std::int64_t kc, std::int64_t j, std::int64_t cols, T* dst) {
     if (!b.trans) {
+        // Whole vectors: a row of a sliver is a few of them, and a memcpy call per row (plus a
+        // zero fill for an edge) cost as much as the arithmetic on a 121-pixel convolution.
+        using V = simd::batch<T>;
+        constexpr std::int64_t W = simd::width<T>;
+        const std::int64_t full = cols / W, rest = cols % W;
         for (std::int64_t p = 0; p < kc; ++p) {
             const T* src = b.p + (p0 + p) * b.ld + j;
             T* d = dst + p * NR;
-            std::memcpy(d, src, static_cast<std::size_t>(cols) * sizeof(T));
-            for (std::int64_t c = cols; c < NR; ++c) d[c] = T(0);
+            std::int64_t v = 0;
+            for (; v < full; ++v) V::load_unaligned(src + v * W).store_aligned(d + v * W);
+            if (rest) simd::load_partial(src + v * W, static_cast<std::size_t>(rest)).store_aligned(d + v++ * W);
+            for (; v < NR / W; ++v) V(T(0)).store_aligned(d + v * W);
         }
     } else {
         // Depth outer: the sliver is written in order while the NR source rows, read a step at a

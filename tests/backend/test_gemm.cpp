@@ -52,7 +52,7 @@ void check_gemm(bool ta, bool tb, int m, int n, int k, T alpha, T beta) {
 }  // namespace
 
 TEST_CASE("gemm: all transposes, odd sizes, alpha and beta, float and double") {
-    const int sizes[][3] = {{1, 1, 1}, {3, 7, 5}, {13, 33, 17}, {1, 255, 3}, {37, 1, 300}, {64, 10, 128}, {129, 65, 257}, {7, 1031, 9}};
+    const int sizes[][3] = {{1, 1, 1}, {3, 7, 5}, {13, 33, 17}, {1, 255, 3}, {37, 1, 300}, {64, 10, 128}, {129, 65, 257}, {7, 1031, 9}, {20, 100, 803}};
     for (bool ta : {false, true})
         for (bool tb : {false, true})
             for (const auto& s : sizes) {
@@ -109,8 +109,10 @@ TEST_CASE("gemm: an A packed once serves several products, narrow and wide") {
 
 TEST_CASE("gemm: the same bits on one thread and two, whichever way the threads split the product") {
     const int before = tt::num_threads();
-    // Columns (few rows), rows (many), both with a packed A and the fused epilogue.
-    for (auto [m, n, k] : {std::array{64, 1000, 300}, std::array{1000, 64, 300}, std::array{300, 4200, 600}}) {
+    // Few row blocks split by columns, few split by rows (three slivers, seven depth blocks), many
+    // row blocks sharing one packed B; each with a packed A and the fused epilogue.
+    for (auto [m, n, k] : {std::array{64, 1000, 300}, std::array{64, 128, 1600}, std::array{200, 500, 300}, std::array{1000, 64, 300},
+                           std::array{300, 4200, 600}}) {
         tt::Generator gen(static_cast<std::uint64_t>(m + n + k));
         std::vector<float> a(static_cast<std::size_t>(m * k)), b(static_cast<std::size_t>(k * n)), rb(static_cast<std::size_t>(m)), cb(static_cast<std::size_t>(n));
         for (auto* v : {&a, &b, &rb, &cb})

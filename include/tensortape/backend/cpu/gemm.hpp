@@ -6,8 +6,8 @@
 // GotoBLAS/BLIS structure: B is packed into a KC x NC block of NR-wide column slivers, A into
 // MC x KC blocks of MR-tall row slivers (zero-padded, so edges need no scalar code), and a
 // register-blocked micro-kernel computes an MR x NR tile as a sum of KC rank-1 updates. The
-// register tile is picked from the SIMD width the target flags allow: 12 x 32 floats on AVX-512
-// (24 of the 32 vector registers hold the tile), 6 x 16 on AVX2.
+// register tile is picked from the SIMD width the target flags allow: 8 x 48 floats on AVX-512
+// (24 of the 32 vector registers hold the tile), 6 x 16 on AVX2 (12 of 16).
 //
 // Threads split the MC row blocks (and within them the NR slivers, for balance); with fewer row
 // blocks than threads, each thread takes a range of column slivers for the whole product, sharing
@@ -70,6 +70,29 @@ struct Operand {
     T at(std::int64_t r, std::int64_t c) const { return trans ? p[c * ld + r] : p[r * ld + c]; }
 };
 
+#if defined(__AVX__)
+// dst[k * ldd + r] = src[r * ld + k] for an 8x8 float block: unpack pairs, shuffle quads, swap
+// 128-bit halves.
+inline void transpose8x8(const float* src, std::int64_t ld, float* dst, std::int64_t ldd) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int h = 0; h < 8; h += 4) {
+        r[h + 0] = _mm256_shuffle_ps(t[h + 0], t[h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[h + 1] = _mm256_shuffle_ps(t[h + 0], t[h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+#endif
+
 // A block (rows [i0, i0+mc), depth [p0, p0+kc)) into MR-row slivers, k-major within a sliver.
 // Loops run along A's rows in memory; the scattered side is the sliver, which stays in L1.
 template <class T>
@@ -78,9 +101,19 @@ void pack_a(const Operand<T>& a, std::int64_t i0, std::int64_t mc, std::int64_t 
     for (std::int64_t ir = 0; ir < mc; ir += MR) {
         const int rows = static_cast<int>(std::min<std::int64_t>(MR, mc - ir));
         if (!a.trans) {
+            // A full 8-row sliver is 8x8 transposes (64x10x128 spent half its time here).
+            std::int64_t blocked = 0;
+#if defined(__AVX__)
+            if constexpr (std::is_same_v<T, float> && MR == 8) {
+                if (rows == MR) {
+                    blocked = kc / 8 * 8;
+                    for (std::int64_t p = 0; p < blocked; p += 8) transpose8x8(a.p + (i0 + ir) * a.ld + p0 + p, a.ld, dst + p * MR, MR);
+                }
+            }
+#endif
             for (int i = 0; i < rows; ++i) {
                 const T* src = a.p + (i0 + ir + i) * a.ld + p0;
-                for (std::int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
+                for (std::int64_t p = blocked; p < kc; ++p) dst[p * MR + i] = src[p];
             }
             for (int i = rows; i < MR; ++i)
                 for (std::int64_t p = 0; p < kc; ++p) dst[p * MR + i] = T(0);
@@ -115,11 +148,21 @@ void pack_b_sliver(const Operand<T>& b, std::int64_t p0, std::int64_t kc, std::i
     } else {
         // Depth outer: the sliver is written in order while the NR source rows, read a step at a
         // time, stay in L1. (Column outer wrote with an NR-element stride and pushed the sliver
-        // itself out of L1.)
+        // itself out of L1.) Float columns go 8 at a time, 8 deep, through registers; the
+        // columns left over (a sliver narrower than 8) and the last depth steps go one by one.
         const T* src = b.p + j * b.ld + p0;
+        std::int64_t blocked_depth = 0, blocked_cols = 0;
+#if defined(__AVX__)
+        if constexpr (std::is_same_v<T, float>) {
+            blocked_depth = kc / 8 * 8;
+            blocked_cols = cols / 8 * 8;
+            for (std::int64_t p = 0; p < blocked_depth; p += 8)
+                for (std::int64_t c = 0; c < blocked_cols; c += 8) transpose8x8(src + c * b.ld + p, b.ld, dst + p * NR + c, NR);
+        }
+#endif
         for (std::int64_t p = 0; p < kc; ++p) {
             T* d = dst + p * NR;
-            for (std::int64_t c = 0; c < cols; ++c) d[c] = src[c * b.ld + p];
+            for (std::int64_t c = p < blocked_depth ? blocked_cols : 0; c < cols; ++c) d[c] = src[c * b.ld + p];
             for (std::int64_t c = cols; c < NR; ++c) d[c] = T(0);
         }
     }
@@ -222,62 +265,61 @@ std::int64_t depth_block(std::int64_t k) {
     return (k + blocks - 1) / blocks;
 }
 
-// The threaded path for few rows (fewer row blocks than threads: a dense layer's batch, a
-// convolution's output channels). Splitting column slivers inside each depth block made every
-// task pack all of A again and meet the others twice per block. Here A is packed once, shared,
-// and each thread owns a contiguous range of column slivers for the whole product: it packs only
-// its own B and never waits for the others.
+// The threaded path for few row blocks (a dense layer's batch, a convolution's output channels,
+// a product too short to give every thread two MC blocks). Each thread owns one rectangle of C
+// for the whole product, packs the A and B it needs itself and never waits for the others: one
+// hand-off in all. (Splitting columns inside each depth block made every task pack all of A
+// again and meet the others twice per block; a shared packed A cost a second hand-off, which
+// made 64x169x288 slower on two threads than on one.) The split goes along whichever of rows
+// or column slivers leaves the busiest thread fewer tiles; a thread then repeats the packing
+// of the other operand, which is the smaller cost for these shapes.
 template <class T, int NV>
-void gemm_columns(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, T beta, T* c,
-                  std::int64_t ldc, const Epilogue<T>& epi, const T* prepacked, int threads) {
+void gemm_grid(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, T beta, T* c,
+               std::int64_t ldc, const Epilogue<T>& epi, const T* prepacked, int threads) {
     using S = GemmShape<T, NV>;
     const std::int64_t kc_max = depth_block<T, NV>(k);
     const std::int64_t m_padded = (m + S::MR - 1) / S::MR * S::MR;
-    const std::int64_t mr_slivers = m_padded / S::MR;
-    const std::int64_t depth_blocks = (k + kc_max - 1) / kc_max;
-    const T* apack = prepacked;
-    std::size_t abytes = 0;
-    if (!prepacked) {
-        abytes = static_cast<std::size_t>(m_padded * kc_max * depth_blocks) * sizeof(T);
-        T* dst = static_cast<T*>(allocate_bytes(abytes));
-        // Packed in parallel by depth block, in pack_all_a's layout.
-        parallel_for(depth_blocks, [&](std::int64_t blk) {
-            const std::int64_t pc = blk * kc_max;
-            pack_a(A, 0, m, pc, std::min(kc_max, k - pc), dst + blk * m_padded * kc_max);
-        });
-        apack = dst;
-    }
-    const std::int64_t slivers = (n + S::NR - 1) / S::NR;
+    const std::int64_t row_slivers = m_padded / S::MR, col_slivers = (n + S::NR - 1) / S::NR;
+    auto busiest = [&](std::int64_t units) { return (units + threads - 1) / threads; };
+    const bool split_rows = busiest(row_slivers) * col_slivers < row_slivers * busiest(col_slivers);
     parallel_for(threads, [&](std::int64_t t) {
-        const std::int64_t s_begin = slivers * t / threads, s_end = slivers * (t + 1) / threads;
-        if (s_begin >= s_end) return;
-        const std::int64_t nc_slivers = std::min<std::int64_t>(S::NC / S::NR, s_end - s_begin);
-        const std::size_t bbytes = static_cast<std::size_t>(nc_slivers * S::NR * kc_max) * sizeof(T);
+        const std::int64_t units = split_rows ? row_slivers : col_slivers;
+        const std::int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
+        if (u0 >= u1) return;
+        const std::int64_t r_begin = split_rows ? u0 : 0, r_end = split_rows ? u1 : row_slivers;
+        const std::int64_t s_begin = split_rows ? 0 : u0, s_end = split_rows ? col_slivers : u1;
+        const std::int64_t i0 = r_begin * S::MR, rows_here = std::min(m, r_end * S::MR) - i0;
+        const std::int64_t chunk = std::min<std::int64_t>(S::NC / S::NR, s_end - s_begin);
+        const std::size_t bbytes = static_cast<std::size_t>(chunk * S::NR * kc_max) * sizeof(T);
+        const std::size_t abytes = prepacked ? 0 : static_cast<std::size_t>((r_end - r_begin) * S::MR * kc_max) * sizeof(T);
         T* bpack = static_cast<T*>(allocate_bytes(bbytes));
-        for (std::int64_t s0 = s_begin; s0 < s_end; s0 += nc_slivers) {
-            const std::int64_t s1 = std::min(s_end, s0 + nc_slivers);
-            for (std::int64_t pc = 0; pc < k; pc += kc_max) {
-                const std::int64_t kc = std::min(kc_max, k - pc);
-                const T beta_block = pc == 0 ? beta : T(1);
-                const bool last = pc + kc >= k;
+        T* own_a = prepacked ? nullptr : static_cast<T*>(allocate_bytes(abytes));
+        for (std::int64_t pc = 0; pc < k; pc += kc_max) {
+            const std::int64_t kc = std::min(kc_max, k - pc);
+            const T beta_block = pc == 0 ? beta : T(1);
+            const bool last = pc + kc >= k;
+            const T* ablock = own_a;
+            if (prepacked) ablock = prepacked + (pc / kc_max) * m_padded * kc_max + i0 * kc;
+            else pack_a(A, i0, rows_here, pc, kc, own_a);
+            for (std::int64_t s0 = s_begin; s0 < s_end; s0 += chunk) {
+                const std::int64_t s1 = std::min(s_end, s0 + chunk);
                 for (std::int64_t s = s0; s < s1; ++s)
                     pack_b_sliver<T, S::NR>(Bm, pc, kc, s * S::NR, std::min<std::int64_t>(S::NR, n - s * S::NR), bpack + (s - s0) * kc * S::NR);
-                const T* ablock = apack + (pc / kc_max) * m_padded * kc_max;
                 for (std::int64_t s = s0; s < s1; ++s) {
                     const std::int64_t j = s * S::NR;
                     const int cols = static_cast<int>(std::min<std::int64_t>(S::NR, n - j));
-                    for (std::int64_t r = 0; r < mr_slivers; ++r) {
+                    for (std::int64_t r = r_begin; r < r_end; ++r) {
                         const std::int64_t i = r * S::MR;
                         const int rows = static_cast<int>(std::min<std::int64_t>(S::MR, m - i));
-                        tile<T, NV>(kc, ablock + r * S::MR * kc, bpack + (s - s0) * kc * S::NR, c + i * ldc + j, ldc, rows, cols, alpha,
-                                            beta_block, epi, i, j, last);
+                        tile<T, NV>(kc, ablock + (r - r_begin) * S::MR * kc, bpack + (s - s0) * kc * S::NR, c + i * ldc + j, ldc, rows,
+                                    cols, alpha, beta_block, epi, i, j, last);
                     }
                 }
             }
         }
         deallocate_bytes(bpack, bbytes);
+        if (own_a) deallocate_bytes(own_a, abytes);
     });
-    if (!prepacked) deallocate_bytes(const_cast<T*>(apack), abytes);
 }
 
 // `prepacked`, when given, holds all of A packed by pack_all_a: the driver reads its blocks
@@ -286,21 +328,23 @@ template <class T, int NV>
 void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, T beta, T* c,
                std::int64_t ldc, const Epilogue<T>& epi, const T* prepacked = nullptr) {
     using S = GemmShape<T, NV>;
-    // Threads need enough independent tiles (below that, the hand-offs cost more than the second
-    // thread brings).
-    const std::int64_t row_blocks_total = (m + S::MC - 1) / S::MC, slivers_total = (n + S::NR - 1) / S::NR;
+    const std::int64_t row_blocks_total = (m + S::MC - 1) / S::MC;
     const int pool = num_threads();
-    // Measured here: rows when there are two row blocks per thread; else columns when each thread
-    // gets two slivers and 4M multiply-adds (the column path pays two hand-offs, and short products
-    // such as 64x169x288 ran slower on two threads than on one); else rows with one block each.
-    const bool by_columns = row_blocks_total < 2 * pool && slivers_total >= 2 * pool && m * n * k >= pool * (std::int64_t{1} << 22);
-    const bool parallel = m * n * k >= gemm_parallel_threshold && pool > 1 && (by_columns || row_blocks_total >= pool);
+    const bool parallel = pool > 1 && m * n * k >= gemm_parallel_threshold;
+    // With fewer than two MC blocks per thread the shared-B path below cannot balance its tasks
+    // (and pays two hand-offs per depth block); each thread takes its own rectangle instead.
+    if (parallel && row_blocks_total < 2 * pool) return gemm_grid<T, NV>(A, Bm, m, n, k, alpha, beta, c, ldc, epi, prepacked, pool);
     const int threads = parallel ? pool : 1;
-    if (parallel && by_columns) return gemm_columns<T, NV>(A, Bm, m, n, k, alpha, beta, c, ldc, epi, prepacked, threads);
 
     const std::int64_t nc_max = std::min<std::int64_t>(S::NC, (n + S::NR - 1) / S::NR * S::NR);
     const std::int64_t kc_max = depth_block<T, NV>(k);
     const std::int64_t m_padded = (m + S::MR - 1) / S::MR * S::MR;
+    // Row blocks of equal height, as many as a multiple of the threads: 1024 rows as five blocks of
+    // 192 and one of 64 left one thread a third more work than the other.
+    std::int64_t row_blocks = row_blocks_total;
+    if (parallel) row_blocks = (row_blocks + threads - 1) / threads * threads;
+    const std::int64_t mc_block = ((m + row_blocks - 1) / row_blocks + S::MR - 1) / S::MR * S::MR;
+    row_blocks = (m + mc_block - 1) / mc_block;
     const std::size_t bbytes = static_cast<std::size_t>(nc_max * kc_max) * sizeof(T);
     T* bpack = static_cast<T*>(allocate_bytes(bbytes));
 
@@ -322,15 +366,9 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
                 pack_range(0, slivers);
             }
 
-            // Tasks: MC row blocks, each split into column groups when there are few row blocks.
-            const std::int64_t row_blocks = (m + S::MC - 1) / S::MC;
-            const std::int64_t splits = parallel ? std::min<std::int64_t>(slivers, std::max<std::int64_t>(1, (2 * threads + row_blocks - 1) / row_blocks)) : 1;
-            const std::int64_t per_split = (slivers + splits - 1) / splits;
-            auto task = [&](std::int64_t t) {
-                const std::int64_t ib = t / splits, sp = t % splits;
-                const std::int64_t ic = ib * S::MC, mc = std::min<std::int64_t>(S::MC, m - ic);
-                const std::int64_t s0 = sp * per_split, s1 = std::min(slivers, s0 + per_split);
-                if (s0 >= s1) return;
+            // Tasks: row blocks of mc_block rows, each against every sliver of the packed B.
+            auto task = [&](std::int64_t ib) {
+                const std::int64_t ic = ib * mc_block, mc = std::min<std::int64_t>(mc_block, m - ic);
                 const std::int64_t mr_slivers = (mc + S::MR - 1) / S::MR;
                 const std::size_t abytes = static_cast<std::size_t>(mr_slivers * S::MR * kc) * sizeof(T);
                 T* apack = nullptr;
@@ -340,7 +378,7 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
                     apack = static_cast<T*>(allocate_bytes(abytes));
                     pack_a(A, ic, mc, pc, kc, apack);
                 }
-                for (std::int64_t s = s0; s < s1; ++s) {
+                for (std::int64_t s = 0; s < slivers; ++s) {
                     const std::int64_t j = jc + s * S::NR;
                     const int cols = static_cast<int>(std::min<std::int64_t>(S::NR, n - j));
                     for (std::int64_t r = 0; r < mr_slivers; ++r) {
@@ -352,9 +390,8 @@ void gemm_impl(const Operand<T>& A, const Operand<T>& Bm, std::int64_t m, std::i
                 }
                 if (!prepacked) deallocate_bytes(apack, abytes);
             };
-            const std::int64_t tasks = row_blocks * splits;
-            if (parallel) parallel_for(tasks, task);
-            else for (std::int64_t t = 0; t < tasks; ++t) task(t);
+            if (parallel) parallel_for(row_blocks, task);
+            else for (std::int64_t t = 0; t < row_blocks; ++t) task(t);
         }
     }
     deallocate_bytes(bpack, bbytes);

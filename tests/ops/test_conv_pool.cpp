@@ -1,6 +1,8 @@
 #include "gradcheck.hpp"
 
+#include <cmath>
 #include <limits>
+#include <vector>
 
 using V = std::vector<tt::Var<double>>;
 
@@ -208,4 +210,36 @@ TEST_CASE("pooling: values, gradients and errors") {
 TEST_CASE("max_pool2d propagates NaN like PyTorch") {
     auto x = tt::constant(tt::from_values<float>({1, 1, 2, 2}, {1.f, std::numeric_limits<float>::quiet_NaN(), 3.f, 2.f}));
     CHECK(std::isnan(tt::max_pool2d(x).item()));
+}
+
+TEST_CASE("max_pool2d 2x2 in float: every width, ties and NaNs resolved as in the window's row-major order") {
+    // The float 2x2 kernel works on eight windows at a time; widths around that size and odd ones
+    // (the last column unused) cover its full, partial and missing vectors. Values drawn from
+    // {0, 1, 2} tie often; a few NaNs must win where they are the first in their window.
+    tt::Generator gen(5);
+    for (std::int64_t w : {2, 3, 5, 11, 15, 16, 17, 26, 33, 35})
+        for (std::int64_t h : {2, 5}) {
+            const std::int64_t planes = 3, oh = h / 2, ow = w / 2;
+            std::vector<float> x(static_cast<std::size_t>(planes * h * w));
+            for (auto& v : x) v = gen.uniform() < 0.05 ? std::numeric_limits<float>::quiet_NaN() : float(int(gen.uniform() * 3));
+            std::vector<float> y(static_cast<std::size_t>(planes * oh * ow));
+            std::vector<std::int32_t> at(y.size());
+            tt::cpu::maxpool2d_forward(x.data(), y.data(), at.data(), tt::cpu::PoolGeometry{planes, h, w, 2, 2, 2, 2, 0, 0, oh, ow});
+            int bad = 0;
+            for (std::int64_t p = 0; p < planes; ++p)
+                for (std::int64_t oy = 0; oy < oh; ++oy)
+                    for (std::int64_t ox = 0; ox < ow; ++ox) {
+                        const float* xp = x.data() + p * h * w;
+                        std::int64_t best_at = 2 * oy * w + 2 * ox;
+                        for (std::int64_t at_ : {2 * oy * w + 2 * ox + 1, (2 * oy + 1) * w + 2 * ox, (2 * oy + 1) * w + 2 * ox + 1}) {
+                            const float best = xp[best_at], v = xp[at_];
+                            if (!std::isnan(best) && (std::isnan(v) || v > best)) best_at = at_;
+                        }
+                        const std::size_t o = static_cast<std::size_t>((p * oh + oy) * ow + ox);
+                        const float expected = xp[best_at];
+                        bad += at[o] != best_at || (std::isnan(expected) ? !std::isnan(y[o]) : y[o] != expected);
+                    }
+            INFO("h=", h, " w=", w);
+            CHECK(bad == 0);
+        }
 }

@@ -9,10 +9,10 @@
 // register tile is picked from the SIMD width the target flags allow: 8 x 48 floats on AVX-512
 // (24 of the 32 vector registers hold the tile), 6 x 16 on AVX2 (12 of 16).
 //
-// Threads split the MC row blocks (and within them the NR slivers, for balance); with fewer row
-// blocks than threads, each thread takes a range of column slivers for the whole product, sharing
-// one packed A. Small products, and products too narrow and short for either, run on the calling
-// thread.
+// Threads split the rows into equal blocks (at most MC each, a multiple of the threads in number)
+// that share one packed B; with fewer than two MC blocks per thread, each thread instead owns a
+// rectangle of C (a range of rows or of column slivers) and packs its own operands. Small products
+// run on the calling thread.
 
 #include <tensortape/backend/cpu/thread_pool.hpp>
 #include <tensortape/core/allocator.hpp>

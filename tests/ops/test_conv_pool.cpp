@@ -33,14 +33,16 @@ tt::Tensor<double> reference_conv(const tt::Tensor<double>& x, const tt::Tensor<
     return y;
 }
 
+// One convolution to check: input N x C x H x W, CO filters of KH x KW, and the options.
+struct ConvCase {
+    std::int64_t n, c, h, w, co, kh, kw;
+    tt::Conv2dOptions o;
+};
+
 }  // namespace
 
 TEST_CASE("conv2d: matches the definition on odd sizes, strides, padding and dilation") {
-    struct Case {
-        std::int64_t n, c, h, w, co, kh, kw;
-        tt::Conv2dOptions o;
-    };
-    const Case cases[] = {
+    const ConvCase cases[] = {
         {1, 1, 1, 1, 1, 1, 1, {}},
         {1, 3, 7, 7, 5, 3, 3, {}},
         {2, 1, 28, 28, 32, 3, 3, {}},
@@ -138,11 +140,7 @@ void check_conv_grads(std::int64_t n, std::int64_t c, std::int64_t h, std::int64
 TEST_CASE("conv2d: gradients match their definitions on rows wider than a vector, with padding, dilation and strides") {
     // Rows of 9 to 37 pixels span one to three SIMD vectors of either type, so the vector paths
     // of im2col and its adjoint meet every kind of edge.
-    struct Case {
-        std::int64_t n, c, h, w, co, kh, kw;
-        tt::Conv2dOptions o;
-    };
-    const Case cases[] = {
+    const ConvCase cases[] = {
         {2, 3, 13, 13, 5, 3, 3, {}},
         {1, 2, 9, 17, 3, 3, 5, {{1, 1}, {2, 2}, {1, 1}, tt::Activation::none}},
         {2, 2, 11, 20, 4, 3, 3, {{1, 1}, {1, 3}, {2, 2}, tt::Activation::none}},

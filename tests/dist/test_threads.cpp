@@ -37,7 +37,7 @@ std::vector<std::string> errors_of(int n, F f, double timeout = 30) {
 
 }  // namespace
 
-TEST_CASE("threads: all_reduce_sum, broadcast, all_gather, all_to_all for 1 to 4 ranks") {
+TEST_CASE("threads: all_reduce_sum and _average, broadcast, all_gather, all_to_all for 1 to 4 ranks") {
     for (int n = 1; n <= 4; ++n) {
         CAPTURE(n);
         std::atomic<int> failures{0};
@@ -54,6 +54,9 @@ TEST_CASE("threads: all_reduce_sum, broadcast, all_gather, all_to_all for 1 to 4
                     if (f[i] != want || k[i] != std::int64_t(i) * n * (n + 1) / 2) ++failures;
                 }
             }
+            std::vector<double> mean(5, double(r));
+            comm.all_reduce_average(std::span<double>(mean));
+            for (double v : mean) failures += v != double(n - 1) / 2;
             for (int root = 0; root < n; ++root) {
                 std::vector<double> b(300, double(r));
                 comm.broadcast(std::span<double>(b), root);

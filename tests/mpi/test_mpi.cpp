@@ -21,7 +21,7 @@ namespace {
 dist::MpiCommunicator* world = nullptr;
 }
 
-TEST_CASE("mpi: all_reduce_sum, broadcast, all_gather, all_to_all") {
+TEST_CASE("mpi: all_reduce_sum and _average, broadcast, all_gather, all_to_all") {
     dist::Communicator& comm = *world;
     const int n = comm.size(), r = comm.rank();
     for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{1031}, std::size_t{100000}}) {
@@ -30,6 +30,9 @@ TEST_CASE("mpi: all_reduce_sum, broadcast, all_gather, all_to_all") {
         comm.all_reduce_sum(std::span<double>(x));
         for (std::size_t i = 0; i < count; ++i) REQUIRE(x[i] == double(n) * double(i % 7) + n * (n - 1) / 2);
     }
+    std::vector<double> mean(9, double(r));
+    comm.all_reduce_average(std::span<double>(mean));
+    CHECK(mean[8] == double(n - 1) / 2);
     for (int root = 0; root < n; ++root) {
         std::vector<float> b(100, float(r));
         comm.broadcast(std::span<float>(b), root);

@@ -190,6 +190,15 @@ public:
         static_assert(std::is_floating_point_v<T> || std::is_same_v<T, std::int64_t>, "all_reduce_sum needs a numeric type");
         run(Call{Op::all_reduce, type_of<T>(), x.size(), 0, nullptr, x.data()});
     }
+    // The mean over the ranks: the sum, then one division by size() on every rank (the engines
+    // have no mean operation of their own).
+    template <class T>
+    void all_reduce_average(std::span<T> x) {
+        static_assert(std::is_floating_point_v<T>, "all_reduce_average needs a floating-point type");
+        all_reduce_sum(x);
+        const T n = static_cast<T>(size());
+        for (T& v : x) v /= n;
+    }
     template <class T>
     void broadcast(std::span<T> x, int root) {
         check_root("broadcast", root);

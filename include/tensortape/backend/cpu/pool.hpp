@@ -29,7 +29,7 @@ inline void take_if_larger(T v, std::int64_t at, T& best, std::int64_t& best_at)
 }
 
 #if defined(__AVX2__)
-// Eight 2x2 windows of one output row, from columns [c, c + 16) of input rows r0 and r1 (only the
+// Eight 2x2 windows of one output row, from the 16 columns that start at r0 and at r1 (only the
 // first `in` of them exist; the missing ones read as zero and feed only outputs past `out`). The
 // first `out` maxima go to y and their flat indices (base is r0's) to at. Same choice as
 // take_if_larger in the scalar order: each row's left before right, then row 0 before row 1;

@@ -115,8 +115,8 @@ tt::Tensor<T> cast(const tt::Tensor<double>& t) {
 }
 
 template <class T>
-void check_conv_grads(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t wd, std::int64_t co, std::int64_t kh, std::int64_t kw,
-                      const tt::Conv2dOptions& o, double tol) {
+void check_conv_grads(const ConvCase& cs, double tol) {
+    const auto [n, c, h, wd, co, kh, kw, o] = cs;
     const auto x = away_from_zero({n, c, h, wd}, 82), w = away_from_zero({co, c, kh, kw}, 83), b = away_from_zero({co}, 84);
     auto xv = tt::Var<T>(cast<T>(x), true), wv = tt::Var<T>(cast<T>(w), true), bv = tt::Var<T>(cast<T>(b), true);
     auto y = tt::conv2d(xv, wv, bv, o);
@@ -149,8 +149,8 @@ TEST_CASE("conv2d: gradients match their definitions on rows wider than a vector
         {1, 1, 6, 33, 2, 1, 17, {{1, 1}, {0, 0}, {1, 1}, tt::Activation::none}},  // wider than the vector path's kernel limit
     };
     for (const auto& cs : cases) {
-        check_conv_grads<double>(cs.n, cs.c, cs.h, cs.w, cs.co, cs.kh, cs.kw, cs.o, 1e-12);
-        check_conv_grads<float>(cs.n, cs.c, cs.h, cs.w, cs.co, cs.kh, cs.kw, cs.o, 1e-4);
+        check_conv_grads<double>(cs, 1e-12);
+        check_conv_grads<float>(cs, 1e-4);
     }
 }
 

@@ -72,10 +72,12 @@ void stream(scalar_t<B>* p, const B& v) {
     }
 }
 // Partial batches: lanes [lo, hi) to or from memory, the other lanes of memory untouched (and,
-// for loads, zero). Masked instructions on AVX-512 and AVX2, whose masked-off lanes cannot fault,
-// so p + lane may lie outside the buffer for the lanes not named; lane by lane elsewhere. (On
-// AVX2 the lane-by-lane path cost a store-forwarding stall per call: it made the adjoint of
-// im2col, which is mostly such edges, five times slower than on AVX-512.)
+// for loads, zero). Masked instructions where they are cheap: loads and stores on AVX-512, loads
+// on AVX2 (masked-off lanes cannot fault, so p + lane may lie outside the buffer for the lanes not
+// named); lane by lane elsewhere. (On AVX2 a lane-by-lane load cost a store-forwarding stall per
+// call: it made the adjoint of im2col, which is mostly such edges, five times slower than on
+// AVX-512. AVX2's masked store is microcoded on Zen 3 and slowed GEMM's edge tiles, so stores
+// stay lane by lane there.)
 namespace detail {
 #if defined(__AVX2__)
 // All-ones in the 32-bit (or 64-bit) lanes i with lo <= i < hi.
